@@ -1,0 +1,30 @@
+"""ament_python build script for streamdeq_ros."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'streamdeq_ros'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
+        ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
+    ],
+    install_requires=['setuptools', 'numpy', 'torch'],
+    zip_safe=True,
+    maintainer='streamdeq_ros maintainers',
+    maintainer_email='maintainers@streamdeq-ros.invalid',
+    description='StreamDEQ streaming perception (warm-started deep equilibrium models) for ROS 2',
+    license='MIT',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'streamdeq = streamdeq_ros.cli:main',
+        ],
+    },
+)

@@ -1,0 +1,203 @@
+"""StreamSession: one video stream's fixed-point state, warm-started from frame to frame.
+
+For a stream x_0, x_1, ... the session keeps the multiscale state z on the model's device:
+
+    z_0^0 = 0,   z_t^0 = z_{t-1}^M,   z_t^k = solver step of f(z; u_t),  k = 1..M
+
+so the representation is refined across time instead of rebuilt per frame (StreamDEQ, Eq. 6).
+The session knows nothing of ROS. It needs a *backbone* with the methods of
+:class:`streamdeq_ros.model.MDEQBackbone` (``inject``, ``zeros``, ``f``, ``state_matches``) and
+an optional *readout* (the task heads) that maps a state to outputs.
+
+The iteration count of a frame is decided in one place, :class:`IterationBudget`: a fixed M,
+an optional relative-residual tolerance for early exit, and an optional deadline.
+"""
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import torch
+from torch.nn.utils import parametrize
+
+from .model.solvers import SOLVERS
+
+Readout = Callable[[List[torch.Tensor]], Any]
+
+
+class NonFiniteStateError(RuntimeError):
+    """The solve produced NaN/Inf even when restarted from zeros (the frame is unusable)."""
+
+
+@dataclass
+class IterationBudget:
+    """How many solver iterations a frame gets.
+
+    ``iters``: the maximum M (>= 1). ``tol``: stop early once the relative residual falls
+    below it (None: never). ``deadline_ms``: stop after the iteration during which the solve's
+    time passed this many milliseconds since the frame began (0: off). At least one iteration
+    always runs.
+    """
+
+    iters: int = 2
+    tol: Optional[float] = None
+    deadline_ms: float = 0.0
+
+    def __post_init__(self):
+        """Validate the numbers; raise ValueError with the reason."""
+        if isinstance(self.iters, bool) or int(self.iters) != self.iters or self.iters < 1:
+            raise ValueError('iters must be an integer >= 1, got %r' % (self.iters,))
+        self.iters = int(self.iters)
+        if self.tol is not None and not (self.tol > 0 and math.isfinite(self.tol)):
+            raise ValueError('tol must be a positive number or None, got %r' % (self.tol,))
+        if not (self.deadline_ms >= 0 and math.isfinite(self.deadline_ms)):
+            raise ValueError('deadline_ms must be >= 0, got %r' % (self.deadline_ms,))
+
+
+@dataclass
+class PartialResult:
+    """Head outputs after ``iteration`` iterations of the current frame."""
+
+    iteration: int
+    residual: float
+    outputs: Any
+
+
+@dataclass
+class FrameResult:
+    """What :meth:`StreamSession.step` returns for one frame."""
+
+    outputs: Any
+    frame_index: int
+    iters: int
+    f_evals: int
+    residuals: List[float]
+    final_residual: float
+    warm: bool
+    reset: bool
+    latency_ms: float
+    partials: List[PartialResult] = field(default_factory=list)
+
+
+@dataclass
+class SessionStats:
+    """Counters a monitor reads (diagnostics)."""
+
+    frames: int = 0
+    resets: int = 0
+    nonfinite_resets: int = 0
+    shape_resets: int = 0
+
+
+class StreamSession:
+    """Per-stream state and warm-started solves (one session per camera)."""
+
+    def __init__(self, backbone, readout: Optional[Readout] = None, solver: str = 'unroll',
+                 budget: Optional[IterationBudget] = None, name: str = 'stream'):
+        """Create a session over ``backbone``; ``readout`` maps a state to outputs."""
+        if solver not in SOLVERS:
+            raise ValueError('unknown solver %r (known: %s)' % (solver, ', '.join(SOLVERS)))
+        self.backbone = backbone
+        self.readout = readout
+        self.solver = solver
+        self.budget = budget or IterationBudget()
+        self.name = name
+        self.stats = SessionStats()
+        self._z: Optional[List[torch.Tensor]] = None
+        self._frame = 0
+
+    @property
+    def state(self) -> Optional[List[torch.Tensor]]:
+        """The current state (per-scale tensors on the model's device), or None after reset."""
+        return self._z
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model (and so the state) lives on."""
+        return next(self.backbone.parameters()).device
+
+    def reset(self):
+        """Forget the state: the next frame starts from z = 0."""
+        self._z = None
+        self.stats.resets += 1
+
+    def _read(self, z):
+        return self.readout(z) if self.readout is not None else None
+
+    def _solve(self, u, z0, budget: IterationBudget, partial_at: Sequence[int], t0: float,
+               partials: List[PartialResult], on_partial):
+        want = set(int(k) for k in partial_at)
+
+        def callback(k, z, residual):
+            if k in want and k < budget.iters:
+                part = PartialResult(k, residual, self._read(z))
+                partials.append(part)
+                if on_partial is not None:
+                    on_partial(part)
+            if budget.deadline_ms > 0:
+                return (time.perf_counter() - t0) * 1e3 >= budget.deadline_ms
+            return False
+
+        def f(z):
+            return self.backbone.f(z, u)
+
+        return SOLVERS[self.solver](f, z0, budget.iters, tol=budget.tol, callback=callback)
+
+    @staticmethod
+    def _finite(z: Iterable[torch.Tensor]) -> bool:
+        flags = torch.stack([torch.isfinite(t).all() for t in z])
+        return bool(flags.all())
+
+    def step(self, frame: torch.Tensor, iters: Optional[int] = None,
+             partial_at: Sequence[int] = (),
+             on_partial: Optional[Callable[[PartialResult], None]] = None) -> FrameResult:
+        """Process one frame (N, 3, H, W) on the model's device; return the refined result.
+
+        ``iters`` overrides the budget's M for this frame only. For each k in ``partial_at``
+        (k < M) the readout of z_t^k is reported as a partial result, to ``on_partial`` as soon
+        as it exists and in ``FrameResult.partials``. The refined result is always the readout
+        after the last iteration.
+        """
+        t0 = time.perf_counter()
+        budget = self.budget
+        if iters is not None:
+            budget = IterationBudget(iters, budget.tol, budget.deadline_ms)
+        partials: List[PartialResult] = []
+        reset = False
+        with torch.inference_mode(), parametrize.cached():
+            u = self.backbone.inject(frame)
+            warm = self.backbone.state_matches(self._z, u)
+            if self._z is not None and not warm:
+                self.stats.shape_resets += 1
+                reset = True
+            z0 = self._z if warm else self.backbone.zeros(u)
+            result = self._solve(u, z0, budget, partial_at, t0, partials, on_partial)
+            if not self._finite(result.z):
+                self.stats.nonfinite_resets += 1
+                reset = True
+                self._z = None
+                partials.clear()
+                if not warm:
+                    raise NonFiniteStateError(
+                        'stream %r: non-finite fixed-point state from a zero start' % self.name)
+                warm = False
+                result = self._solve(u, self.backbone.zeros(u), budget, partial_at, t0,
+                                     partials, on_partial)
+                if not self._finite(result.z):
+                    raise NonFiniteStateError(
+                        'stream %r: non-finite state after a reset to zeros' % self.name)
+            self._z = [t for t in result.z]
+            outputs = self._read(self._z)
+        self._frame += 1
+        self.stats.frames += 1
+        return FrameResult(outputs=outputs, frame_index=self._frame - 1, iters=result.iters,
+                           f_evals=result.f_evals, residuals=result.residuals,
+                           final_residual=result.final_residual, warm=warm, reset=reset,
+                           latency_ms=(time.perf_counter() - t0) * 1e3, partials=partials)
+
+    def snapshot(self) -> Dict[str, Any]:
+        """Plain-data summary for logs and diagnostics."""
+        s = self.stats
+        return {'name': self.name, 'frames': s.frames, 'resets': s.resets,
+                'nonfinite_resets': s.nonfinite_resets, 'shape_resets': s.shape_resets,
+                'solver': self.solver, 'iters': self.budget.iters}

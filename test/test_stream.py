@@ -1,0 +1,132 @@
+"""StreamSession tests: warm start, device residency, reset, non-finite guard, partials."""
+import pytest
+import torch
+
+from contractive_deq import ContractiveDEQ, shifting_frames
+from streamdeq_ros.model import MDEQBackbone, get_config, unroll
+from streamdeq_ros.model.heads import SegmentationHead
+from streamdeq_ros.stream import IterationBudget, NonFiniteStateError, StreamSession
+
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+def test_warm_start_needs_at_least_3x_fewer_iterations_than_cold():
+    """On a slowly panning image, starting from the last frame's fixed point beats zeros."""
+    model = ContractiveDEQ(rho=0.95)
+    frames = shifting_frames(n=8, speed=0.1)
+    budget = IterationBudget(iters=2000, tol=1e-4)
+    warm = StreamSession(model, budget=budget, name='warm')
+    cold = StreamSession(model, budget=budget, name='cold')
+    warm_iters, cold_iters = [], []
+    for t, x in enumerate(frames):
+        w = warm.step(x)
+        cold.reset()
+        c = cold.step(x)
+        assert w.final_residual < 1e-4 and c.final_residual < 1e-4
+        assert w.warm == (t > 0) and not c.warm
+        if t > 0:
+            warm_iters.append(w.iters)
+            cold_iters.append(c.iters)
+    ratio = sum(cold_iters) / sum(warm_iters)
+    assert ratio >= 3.0, (cold_iters, warm_iters)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_state_stays_on_the_model_device_between_frames(device, monkeypatch):
+    cfg = get_config('tiny')
+    model = MDEQBackbone(cfg).eval().to(device)
+    session = StreamSession(model, budget=IterationBudget(iters=2))
+    frames = [x.to(device) for x in shifting_frames(n=3, height=64, width=64)]
+    session.step(frames[0])
+    calls = []
+    for name in ('cpu', 'numpy', 'tolist'):
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *a, _name=name, _orig=original, **k):
+            if self.numel() > 1:
+                calls.append(_name)
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    before = session.state
+    r = session.step(frames[1])
+    monkeypatch.undo()
+    assert calls == [], 'state left the device: %s' % calls
+    assert r.warm and session.state is not before
+    assert all(t.device.type == torch.device(device).type for t in session.state)
+    assert [t.shape[1] for t in session.state] == list(cfg.num_channels)
+
+
+def test_reset_and_shape_change_start_from_zeros():
+    model = ContractiveDEQ()
+    session = StreamSession(model, budget=IterationBudget(iters=3))
+    x = shifting_frames(n=1)[0]
+    assert not session.step(x).warm
+    assert session.step(x).warm
+    session.reset()
+    r = session.step(x)
+    assert not r.warm and session.stats.resets == 1
+    small = shifting_frames(n=1, height=32, width=32)[0]
+    r = session.step(small)
+    assert not r.warm and r.reset and session.stats.shape_resets == 1
+
+
+def test_non_finite_state_resets_itself_and_is_counted():
+    model = ContractiveDEQ()
+    session = StreamSession(model, budget=IterationBudget(iters=3))
+    frames = shifting_frames(n=3)
+    session.step(frames[0])
+    with torch.inference_mode():
+        session.state[0][0, 0, 0, 0] = float('nan')   # a diverged state
+    r = session.step(frames[1])
+    assert r.reset and not r.warm
+    assert session.stats.nonfinite_resets == 1
+    assert all(torch.isfinite(t).all() for t in session.state)
+    assert session.step(frames[2]).warm
+    # a model that yields NaN even from zeros: the frame is refused with a typed error
+    bad = ContractiveDEQ()
+    with torch.no_grad():
+        bad.embed.bias.fill_(float('nan'))
+    with pytest.raises(NonFiniteStateError):
+        StreamSession(bad).step(frames[0])
+
+
+@torch.no_grad()
+def test_partial_results_are_the_heads_after_k_iterations():
+    cfg = get_config('tiny')
+    backbone = MDEQBackbone(cfg).eval()
+    head = SegmentationHead(cfg.num_channels, 5).eval()
+    session = StreamSession(backbone, readout=head, budget=IterationBudget(iters=3))
+    x = shifting_frames(n=1, height=64, width=64)[0]
+    streamed = []
+    r = session.step(x, partial_at=[1, 2, 7], on_partial=streamed.append)
+    assert [p.iteration for p in r.partials] == [1, 2] and streamed == r.partials
+    u = backbone.inject(x)
+    ref1 = unroll(lambda z: backbone.f(z, u), backbone.zeros(u), 1).z
+    ref3 = unroll(lambda z: backbone.f(z, u), backbone.zeros(u), 3).z
+    assert torch.allclose(r.partials[0].outputs, head(ref1), atol=1e-5)
+    assert torch.allclose(r.outputs, head(ref3), atol=1e-5)
+    assert r.outputs.shape == (1, 5, 16, 16) and r.iters == 3
+
+
+def test_iteration_budget_per_frame_override_deadline_and_validation():
+    model = ContractiveDEQ()
+    session = StreamSession(model, budget=IterationBudget(iters=4))
+    x = shifting_frames(n=1)[0]
+    assert session.step(x).iters == 4
+    assert session.step(x, iters=1).iters == 1
+    assert session.step(x).iters == 4
+    session.budget = IterationBudget(iters=50, deadline_ms=1e-6)
+    assert session.step(x).iters == 1          # the deadline passed during the first iteration
+    for bad in (dict(iters=0), dict(iters=2.5), dict(iters=True), dict(iters=2, tol=-1.0),
+                dict(iters=2, deadline_ms=float('nan'))):
+        with pytest.raises(ValueError):
+            IterationBudget(**bad)
+    with pytest.raises(ValueError, match='unknown solver'):
+        StreamSession(model, solver='newton')
+
+
+def test_broyden_session_runs_and_reports_evaluations():
+    model = ContractiveDEQ()
+    session = StreamSession(model, solver='broyden', budget=IterationBudget(iters=5))
+    r = session.step(shifting_frames(n=1)[0])
+    assert r.iters == 5 and r.f_evals == 6 and r.final_residual == min(r.residuals)
