@@ -12,9 +12,9 @@ an optional *readout* (the task heads) that maps a state to outputs.
 The iteration count of a frame is decided in one place, :class:`IterationBudget`: a fixed M,
 an optional relative-residual tolerance for early exit, and an optional deadline.
 """
+from dataclasses import dataclass, field
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
@@ -108,7 +108,7 @@ class StreamSession:
 
     @property
     def state(self) -> Optional[List[torch.Tensor]]:
-        """The current state (per-scale tensors on the model's device), or None after reset."""
+        """Return the per-scale tensors on the model's device, or None after a reset."""
         return self._z
 
     @property
@@ -126,7 +126,7 @@ class StreamSession:
 
     def _solve(self, u, z0, budget: IterationBudget, partial_at: Sequence[int], t0: float,
                partials: List[PartialResult], on_partial):
-        want = set(int(k) for k in partial_at)
+        want = {int(k) for k in partial_at}
 
         def callback(k, z, residual):
             if k in want and k < budget.iters:
@@ -186,7 +186,7 @@ class StreamSession:
                 if not self._finite(result.z):
                     raise NonFiniteStateError(
                         'stream %r: non-finite state after a reset to zeros' % self.name)
-            self._z = [t for t in result.z]
+            self._z = list(result.z)
             outputs = self._read(self._z)
         self._frame += 1
         self.stats.frames += 1

@@ -13,3 +13,9 @@ def _torch_seed():
     torch.manual_seed(0)
     torch.set_num_threads(2)
     yield
+
+
+# Keep DDS discovery on this machine and give every test run its own domain, so parallel runs
+# (and other ROS users on the machine) never see each other. Must happen before rclpy.init.
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 200))

@@ -1,15 +1,14 @@
 """A small DEQ that is a contraction by construction, for solver and warm-start tests.
 
 f(z; u) = tanh(W z + u) with W a 1x1 convolution whose matrix is ``rho`` times an orthogonal
-matrix (every singular value equals ``rho`` < 1, so convergence is slow, like a real DEQ). tanh is 1-Lipschitz, so f is a contraction with constant ``rho`` in the L2
-norm. It has the backbone interface StreamSession uses (inject, zeros, f, state_matches), with a
+matrix (every singular value equals ``rho`` < 1, so convergence is slow, like a real DEQ).
+tanh is 1-Lipschitz, so f is a contraction with constant ``rho`` in the L2 norm. It has the
+backbone interface StreamSession uses (inject, zeros, f, state_matches), with a
 two-scale state so that the multiscale code paths are exercised.
 """
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 
 class ContractiveDEQ(nn.Module):
@@ -44,31 +43,6 @@ class ContractiveDEQ(nn.Module):
                 for zi, w, ui in zip(z, self.mix, u)]
 
     def state_matches(self, z, u):
-        """True when ``z`` can warm-start a frame with injection ``u``."""
+        """Return True when ``z`` can warm-start a frame with injection ``u``."""
         return z is not None and all(a.shape == b.shape and a.device == b.device
                                      for a, b in zip(z, u))
-
-
-def shifting_frames(n=8, height=64, width=96, speed=0.5, seed=0):
-    """A smooth image (sum of low-frequency sinusoids) panning ``speed`` pixels per frame.
-
-    The shift is exact and sub-pixel, so the sequence changes slowly and smoothly, like a
-    camera panning over a scene.
-    """
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(height, dtype=torch.float32),
-                            torch.arange(width, dtype=torch.float32), indexing='ij')
-    waves = []
-    for _ in range(6):
-        wy, wx = (torch.rand(2, generator=g) - 0.5) * (2 * math.pi / 24)
-        phase = torch.rand(3, generator=g) * 2 * math.pi
-        amp = torch.rand(3, generator=g)
-        waves.append((wy, wx, phase, amp))
-    frames = []
-    for t in range(n):
-        img = torch.zeros(3, height, width)
-        for wy, wx, phase, amp in waves:
-            arg = wy * yy + wx * (xx + speed * t)
-            img += amp[:, None, None] * torch.sin(arg[None] + phase[:, None, None])
-        frames.append((0.5 + 0.15 * img)[None])
-    return frames

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from streamdeq_ros.model import MDEQBackbone, MDEQConfig, get_config, official_to_native
+from streamdeq_ros.model import get_config, MDEQBackbone, MDEQConfig, official_to_native
 from streamdeq_ros.model.heads import SegmentationHead
 
 
@@ -15,8 +15,8 @@ def test_shapes_per_branch(name):
     u = model.inject(x)
     assert u[0].shape == (1, cfg.num_channels[0], 16, 32) and u[1:] == [None] * 3
     z = model.f(model.zeros(u), u)
-    assert [tuple(t.shape) for t in z] == [(1, c, 16 >> i, 32 >> i)
-                                          for i, c in enumerate(cfg.num_channels)]
+    expect = [(1, c, 16 >> i, 32 >> i) for i, c in enumerate(cfg.num_channels)]
+    assert [tuple(t.shape) for t in z] == expect
     assert all(torch.isfinite(t).all() for t in z)
 
 

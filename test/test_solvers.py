@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from contractive_deq import ContractiveDEQ, shifting_frames
+from contractive_deq import ContractiveDEQ
+from streamdeq_ros.data import panning_frames as shifting_frames
 from streamdeq_ros.model.solvers import broyden, solve, unroll
 
 TOL = 1e-4

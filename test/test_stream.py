@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from contractive_deq import ContractiveDEQ, shifting_frames
-from streamdeq_ros.model import MDEQBackbone, get_config, unroll
+from contractive_deq import ContractiveDEQ
+from streamdeq_ros.data import panning_frames as shifting_frames
+from streamdeq_ros.model import get_config, MDEQBackbone, unroll
 from streamdeq_ros.model.heads import SegmentationHead
 from streamdeq_ros.stream import IterationBudget, NonFiniteStateError, StreamSession
 
@@ -117,8 +118,8 @@ def test_iteration_budget_per_frame_override_deadline_and_validation():
     assert session.step(x).iters == 4
     session.budget = IterationBudget(iters=50, deadline_ms=1e-6)
     assert session.step(x).iters == 1          # the deadline passed during the first iteration
-    for bad in (dict(iters=0), dict(iters=2.5), dict(iters=True), dict(iters=2, tol=-1.0),
-                dict(iters=2, deadline_ms=float('nan'))):
+    for bad in ({'iters': 0}, {'iters': 2.5}, {'iters': True}, {'iters': 2, 'tol': -1.0},
+                {'iters': 2, 'deadline_ms': float('nan')}):
         with pytest.raises(ValueError):
             IterationBudget(**bad)
     with pytest.raises(ValueError, match='unknown solver'):

@@ -361,15 +361,15 @@ class MDEQBackbone(nn.Module):
         return [(n, c, h >> i, w >> i) for i, c in enumerate(self.cfg.num_channels)]
 
     def zeros(self, u: Sequence[Optional[torch.Tensor]]) -> List[torch.Tensor]:
-        """The all-zero state z = 0 matching ``u`` (device and dtype of u)."""
+        """Return the all-zero state z = 0 matching ``u`` (device and dtype of u)."""
         return [u[0].new_zeros(s) for s in self.state_shapes(u)]
 
     def f(self, z: Sequence[torch.Tensor], u: Sequence[Optional[torch.Tensor]]):
-        """One application of the equilibrium block f(z; u)."""
+        """Apply the equilibrium block once to the state, with injection ``u``."""
         return self.fullstage(z, u)
 
     def state_matches(self, z: Optional[Sequence[torch.Tensor]], u) -> bool:
-        """True when a stored state ``z`` can warm-start a frame with injection ``u``."""
+        """Return True when a stored state ``z`` can warm-start a frame with injection ``u``."""
         if z is None:
             return False
         shapes = self.state_shapes(u)

@@ -15,8 +15,8 @@ tolerance for early exit and an optional per-iteration callback, and return a
 Norms are taken over the whole batch. The callback is ``callback(k, z_k, residual)``; returning
 True stops the solve after iteration k (used for deadlines).
 """
-import math
 from dataclasses import dataclass, field
+import math
 from typing import Callable, List, Optional, Sequence
 
 import torch

@@ -2,8 +2,8 @@
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 
 class SegmentationHead(nn.Module):

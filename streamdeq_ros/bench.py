@@ -1,0 +1,140 @@
+"""``streamdeq bench solver``: warm vs cold iterations to tolerance and the cost of one f.
+
+Measured on an MDEQ backbone fed a slowly panning synthetic image:
+
+- ``cold_iters_to_tol`` / ``warm_iters_to_tol``: per frame, solver iterations until the relative
+  residual falls below ``--tol``, starting from zeros vs from the previous frame's solution
+  (frames 1..n-1; null where the tolerance was not reached within ``--max-iters``).
+- ``ms_per_f_eval``: median wall time of one f(z; u) evaluation.
+- ``gflops_per_f_eval``: FLOPs of one f evaluation counted by ``torch.utils.flop_counter``
+  (convolutions; norms and activations are not counted).
+- ``achieved_gflops_per_s`` next to ``conv3x3_gflops_per_s``: the second is a plain 3x3
+  convolution of the size of f's largest layer (branch 0: C0 -> expansion * C0 channels at
+  branch-0 resolution) timed in the same run, the practical ceiling of this machine.
+"""
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm import tqdm
+
+from .data import panning_frames
+from .model import get_config, MDEQBackbone
+from .model.solvers import SOLVERS
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()                                             # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _iters_to_tol(solver, f, z0, tol, max_iters):
+    res = solver(f, z0, max_iters, tol=tol)
+    return (res.f_evals if res.converged else None), res
+
+
+def _mean(values):
+    got = [v for v in values if v is not None]
+    return statistics.mean(got) if got and len(got) == len(values) else None
+
+
+@torch.inference_mode()
+def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_iters=60,
+                 solver='unroll', speed=0.25, repeats=10, seed=0, threads=None,
+                 progress=True) -> dict:
+    """Run the solver benchmark and return its results as a dict."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    cfg = get_config(config)
+    model = MDEQBackbone(cfg).eval()
+    solve = SOLVERS[solver]
+    seq = panning_frames(frames, height, width, speed=speed, seed=seed)
+    cold, warm, cold_res, warm_res = [], [], [], []
+    with parametrize.cached():
+        prev = None
+        for t, x in enumerate(tqdm(seq, desc='frames', disable=not progress)):
+            u = model.inject(x)
+
+            def f(z, u=u):
+                return model.f(z, u)
+            c, cres = _iters_to_tol(solve, f, model.zeros(u), tol, max_iters)
+            if prev is not None:
+                w, wres = _iters_to_tol(solve, f, prev, tol, max_iters)
+                cold.append(c)
+                warm.append(w)
+                cold_res.append(cres.final_residual)
+                warm_res.append(wres.final_residual)
+                prev = wres.z
+            else:
+                prev = cres.z
+        x = seq[0]
+        u = model.inject(x)
+        z = model.zeros(u)
+        z = model.f(z, u)
+        ms_f = _median_ms(lambda: model.f(z, u), repeats)
+        with FlopCounterMode(display=False) as counter:
+            model.f(z, u)
+        gflops = counter.get_total_flops() / 1e9
+    c0, e = cfg.num_channels[0], cfg.expansion
+    h0, w0 = u[0].shape[-2:]
+    xin = torch.randn(1, c0, h0, w0)
+    weight = torch.randn(e * c0, c0, 3, 3)
+    ms_conv = _median_ms(lambda: F.conv2d(xin, weight, padding=1), repeats)
+    conv_gflops = 2.0 * c0 * e * c0 * 9 * h0 * w0 / 1e9
+    return {
+        'config': config, 'solver': solver, 'input': [height, width], 'tol': tol,
+        'max_iters': max_iters, 'frames': frames, 'pan_px_per_frame': speed,
+        'threads': torch.get_num_threads(), 'device': 'cpu', 'weights': 'random (seed %d)' % seed,
+        'cold_iters_to_tol': _mean(cold), 'warm_iters_to_tol': _mean(warm),
+        'cold_iters_per_frame': cold, 'warm_iters_per_frame': warm,
+        'cold_final_residual_per_frame': cold_res, 'warm_final_residual_per_frame': warm_res,
+        'ms_per_f_eval': ms_f, 'gflops_per_f_eval': gflops,
+        'achieved_gflops_per_s': gflops / (ms_f / 1e3),
+        'conv3x3_shape': [c0, e * c0, int(h0), int(w0)],
+        'conv3x3_ms': ms_conv, 'conv3x3_gflops_per_s': conv_gflops / (ms_conv / 1e3),
+    }
+
+
+def add_arguments(parser):
+    """Arguments of ``streamdeq bench solver``."""
+    parser.add_argument('--config', default='tiny', help='MDEQ config: tiny or small')
+    parser.add_argument('--height', type=int, default=128, help='input height in pixels')
+    parser.add_argument('--width', type=int, default=256, help='input width in pixels')
+    parser.add_argument('--frames', type=int, default=6, help='frames in the panning sequence')
+    parser.add_argument('--tol', type=float, default=1e-3, help='relative residual tolerance')
+    parser.add_argument('--max-iters', type=int, default=60, help='iteration cap per solve')
+    parser.add_argument('--solver', choices=sorted(SOLVERS), default='unroll')
+    parser.add_argument('--speed', type=float, default=0.25, help='pan speed, pixels/frame')
+    parser.add_argument('--repeats', type=int, default=10, help='timing repeats (median)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--json', default=None, help='also write the results to this file')
+
+
+def run(args) -> int:
+    """Entry point for the parsed arguments."""
+    out = bench_solver(config=args.config, height=args.height, width=args.width,
+                       frames=args.frames, tol=args.tol, max_iters=args.max_iters,
+                       solver=args.solver, speed=args.speed, repeats=args.repeats,
+                       seed=args.seed, threads=args.threads)
+    keys = ('cold_iters_to_tol', 'warm_iters_to_tol', 'ms_per_f_eval', 'gflops_per_f_eval',
+            'achieved_gflops_per_s', 'conv3x3_gflops_per_s')
+    for k in keys:
+        v = out[k]
+        text = 'not reached (see per-frame residuals)' if v is None else '%.4g' % v
+        print('%-24s %s' % (k, text))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(out, f, indent=2)
+        print('wrote', args.json)
+    return 0

@@ -1,0 +1,60 @@
+"""The ``streamdeq`` entry point: subcommands, --help, and the solver benchmark's output."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from streamdeq_ros.cli import main
+
+BIN = os.path.join(os.path.dirname(sys.executable), 'streamdeq')
+
+
+@pytest.mark.parametrize('argv', [['--help'], ['bench', '--help'], ['bench', 'solver', '--help'],
+                                  ['demo', '--help']])
+def test_help_exits_zero(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    assert 'usage: streamdeq' in capsys.readouterr().out
+
+
+def test_demo_says_not_yet_and_exits_zero():
+    out = subprocess.run([BIN, 'demo'], capture_output=True, text=True)
+    assert out.returncode == 0 and 'not yet available' in out.stdout
+
+
+def test_unknown_subcommand_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(['train'])
+    assert exc.value.code == 2
+    assert 'invalid choice' in capsys.readouterr().err
+
+
+def test_bench_solver_writes_the_promised_numbers(tmp_path):
+    path = tmp_path / 'out.json'
+    out = subprocess.run([BIN, 'bench', 'solver', '--config', 'tiny', '--height', '64',
+                          '--width', '64', '--frames', '3', '--max-iters', '5', '--repeats', '2',
+                          '--json', str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(path.read_text())
+    for key in ('ms_per_f_eval', 'gflops_per_f_eval', 'achieved_gflops_per_s',
+                'conv3x3_gflops_per_s'):
+        assert data[key] > 0, key
+        assert key in out.stdout
+    assert 'cold_iters_to_tol' in data and 'warm_iters_to_tol' in data
+    assert len(data['cold_iters_per_frame']) == 2 == len(data['warm_iters_per_frame'])
+    # FLOPs of f counted by torch agree with the closed form for its convolutions
+    c, e, hw = [8, 16, 32, 64], 2, [(16, 16), (8, 8), (4, 4), (2, 2)]
+    block = sum(2 * 2 * (ci * e * ci * 9) * h * w for ci, (h, w) in zip(c, hw))
+    post = sum(2 * ci * ci * h * w for ci, (h, w) in zip(c, hw))
+    up = sum(2 * c[j] * c[i] * hw[j][0] * hw[j][1] for i in range(4) for j in range(i + 1, 4))
+    down = 0
+    for i in range(4):
+        for j in range(i):
+            for k in range(i - j):
+                cout = c[i] if k == i - j - 1 else c[j]
+                h, w = hw[j + k + 1]
+                down += 2 * c[j] * cout * 9 * h * w
+    assert data['gflops_per_f_eval'] * 1e9 == pytest.approx(block + post + up + down, rel=1e-6)
