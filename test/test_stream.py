@@ -69,6 +69,8 @@ def test_reset_and_shape_change_start_from_zeros():
     small = shifting_frames(n=1, height=32, width=32)[0]
     r = session.step(small)
     assert not r.warm and r.reset and session.stats.shape_resets == 1
+    snap = session.snapshot()
+    assert (snap['frames'], snap['resets'], snap['shape_resets']) == (4, 1, 1)
 
 
 def test_non_finite_state_resets_itself_and_is_counted():
