@@ -51,7 +51,7 @@ class MDEQConfig:
             raise ValueError('MDEQConfig: num_blocks has %d entries but num_channels has %d'
                              % (len(self.num_blocks), len(self.num_channels)))
         for c in self.num_channels:
-            if c % self.num_groups or c % max(self.num_groups // 2, 1):
+            if c % self.num_groups:
                 raise ValueError('MDEQConfig: %d channels are not divisible by num_groups=%d'
                                  % (c, self.num_groups))
         if not 0 <= self.downsample_times <= 2:
