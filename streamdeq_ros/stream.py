@@ -129,7 +129,7 @@ class StreamSession:
         want = {int(k) for k in partial_at}
 
         def callback(k, z, residual):
-            if k in want and k < budget.iters:
+            if k in want and k < budget.iters and self._finite(z):
                 part = PartialResult(k, residual, self._read(z))
                 partials.append(part)
                 if on_partial is not None:
@@ -156,7 +156,9 @@ class StreamSession:
         ``iters`` overrides the budget's M for this frame only. For each k in ``partial_at``
         (k < M) the readout of z_t^k is reported as a partial result, to ``on_partial`` as soon
         as it exists and in ``FrameResult.partials``. The refined result is always the readout
-        after the last iteration.
+        after the last iteration. A partial is never taken from a non-finite state; when a
+        diverged warm state forces a restart from zeros, the restarted solve reports its
+        partials again (``FrameResult.reset`` is then True).
         """
         t0 = time.perf_counter()
         budget = self.budget

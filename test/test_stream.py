@@ -89,8 +89,11 @@ def test_non_finite_state_resets_itself_and_is_counted():
     bad = ContractiveDEQ()
     with torch.no_grad():
         bad.embed.bias.fill_(float('nan'))
+    delivered = []
     with pytest.raises(NonFiniteStateError):
-        StreamSession(bad).step(frames[0])
+        StreamSession(bad, budget=IterationBudget(iters=3)).step(
+            frames[0], partial_at=[1, 2], on_partial=delivered.append)
+    assert delivered == []                            # no NaN partial reached the caller
 
 
 @torch.no_grad()
