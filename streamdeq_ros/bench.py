@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .data import panning_frames
 from .model import get_config, MDEQBackbone
 from .model.solvers import SOLVERS
+from .stream import IterationBudget, StreamSession
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -35,11 +36,6 @@ def _median_ms(fn, repeats: int) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
-
-
-def _iters_to_tol(solver, f, z0, tol, max_iters):
-    res = solver(f, z0, max_iters, tol=tol)
-    return (res.f_evals if res.converged else None), res
 
 
 def _mean(values):
@@ -57,26 +53,21 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
     torch.manual_seed(seed)
     cfg = get_config(config)
     model = MDEQBackbone(cfg).eval()
-    solve = SOLVERS[solver]
+    budget = IterationBudget(iters=max_iters, tol=tol)
+    warm_session = StreamSession(model, solver=solver, budget=budget, name='warm')
+    cold_session = StreamSession(model, solver=solver, budget=budget, name='cold')
     seq = panning_frames(frames, height, width, speed=speed, seed=seed)
     cold, warm, cold_res, warm_res = [], [], [], []
+    for t, x in enumerate(tqdm(seq, desc='frames', disable=not progress)):
+        w = warm_session.step(x)
+        if t == 0:
+            continue                                 # frame 0 only seeds the warm state
+        cold_session.reset()
+        c = cold_session.step(x)
+        for r, iters, res in ((c, cold, cold_res), (w, warm, warm_res)):
+            iters.append(r.f_evals if r.final_residual < tol else None)
+            res.append(r.final_residual)
     with parametrize.cached():
-        prev = None
-        for t, x in enumerate(tqdm(seq, desc='frames', disable=not progress)):
-            u = model.inject(x)
-
-            def f(z, u=u):
-                return model.f(z, u)
-            c, cres = _iters_to_tol(solve, f, model.zeros(u), tol, max_iters)
-            if prev is not None:
-                w, wres = _iters_to_tol(solve, f, prev, tol, max_iters)
-                cold.append(c)
-                warm.append(w)
-                cold_res.append(cres.final_residual)
-                warm_res.append(wres.final_residual)
-                prev = wres.z
-            else:
-                prev = cres.z
         x = seq[0]
         u = model.inject(x)
         z = model.zeros(u)
