@@ -24,6 +24,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench_mod.add_arguments(solver)
     solver.set_defaults(func=bench_mod.run)
 
+    from . import train as train_mod
+    train = sub.add_parser('train', help='train IL/UR/SUR segmentation models',
+                           description=train_mod.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    train_mod.add_arguments(train)
+    train.set_defaults(func=train_mod.run)
+
+    from . import evaluate as eval_mod
+    evaluate = sub.add_parser('eval', help="the paper's streaming evaluation (mIoU vs offset)",
+                              description=eval_mod.__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    eval_mod.add_arguments(evaluate)
+    evaluate.set_defaults(func=eval_mod.run)
+
     demo = sub.add_parser('demo', help='run node + video source on the bundled clip',
                           description='Run the node and a video source on the bundled clip '
                                       '(not yet available).')
@@ -34,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Parse ``argv`` and run the chosen subcommand."""
     args = build_parser().parse_args(argv)
+    args.argv = (sys.argv[1:] if argv is None else list(argv))[1:]
     return args.func(args)
 
 

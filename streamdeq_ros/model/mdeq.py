@@ -115,7 +115,7 @@ CONFIGS = {
     'small': MDEQConfig(name='small'),
     # Sized for CPU training and tests on two cores.
     'tiny': MDEQConfig(num_channels=(8, 16, 32, 64), expansion=2, num_groups=4,
-                       dropout=0.0, name='tiny'),
+                       dropout=0.0, bn_momentum=0.1, name='tiny'),
 }
 
 

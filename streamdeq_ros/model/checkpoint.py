@@ -1,0 +1,73 @@
+"""Checkpoints: tensors and a model card in one file, loaded with ``weights_only=True``.
+
+A checkpoint is ``{'format': FORMAT, 'card': {...}, 'state_dict': {...}}`` written by
+``torch.save``; a training checkpoint adds ``optimizer``, ``scheduler`` and ``step``. Only
+tensors, numbers, strings, lists and dicts are stored, so loading never unpickles code. The card
+says what the weights are: the MDEQ config, the heads and their classes, the input size and
+normalisation, the training variant and command, the data seed and the measured metrics.
+"""
+import json
+import os
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+
+from .network import build_net, StreamDEQNet
+
+FORMAT = 'streamdeq_ros/checkpoint/1'
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message is one sentence saying why."""
+
+
+def save_checkpoint(path: str, net: StreamDEQNet, card: Mapping,
+                    extra: Optional[Mapping[str, Any]] = None):
+    """Write weights + card (+ ``extra`` training state) atomically to ``path``."""
+    blob = {'format': FORMAT, 'card': json.loads(json.dumps(card)),
+            'state_dict': {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+    if extra:
+        blob.update(extra)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + '.tmp'
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """Load the raw checkpoint dict with ``weights_only=True``; raise CheckpointError."""
+    if not os.path.isfile(path):
+        raise CheckpointError('checkpoint %r does not exist or is not a file' % (path,))
+    try:
+        blob = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:      # noqa: B902 - any unpickling failure means "not usable"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError('checkpoint %r cannot be read safely (weights_only): %s'
+                              % (path, first[:200])) from None
+    if not isinstance(blob, dict) or blob.get('format') != FORMAT:
+        raise CheckpointError('checkpoint %r is not a streamdeq_ros checkpoint (expected format '
+                              '%r)' % (path, FORMAT))
+    if not isinstance(blob.get('card'), dict) or not isinstance(blob.get('state_dict'), dict):
+        raise CheckpointError('checkpoint %r has no model card or no state_dict' % (path,))
+    return blob
+
+
+def load_net(path: str, device: str = 'cpu') -> Tuple[StreamDEQNet, Dict[str, Any]]:
+    """Build the network a checkpoint describes, load its weights strictly, return (net, card)."""
+    blob = read_checkpoint(path)
+    card = blob['card']
+    try:
+        net = build_net(card)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError('checkpoint %r has an invalid model card: %s'
+                              % (path, exc)) from None
+    try:
+        net.load_state_dict(blob['state_dict'], strict=True)
+    except RuntimeError as exc:
+        detail = ' '.join(str(exc).split())[:240]
+        raise CheckpointError('checkpoint %r does not match the network its card describes: %s'
+                              % (path, detail)) from None
+    for name, t in blob['state_dict'].items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError('checkpoint %r has non-finite values in %s' % (path, name))
+    return net.to(device).eval(), card

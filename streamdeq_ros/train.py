@@ -1,0 +1,251 @@
+"""``streamdeq train``: train a StreamDEQ segmentation model on still frames (paper Sec. III-C).
+
+Variants (how the fixed point is found while training; the network is the same):
+
+- ``ur``  (Unrolled): z = f^K(0; x) with K = ``--unroll`` (20) fixed unrollings, back-propagated
+  through all of them.
+- ``sur`` (Stochastically Unrolled): as UR, but K is drawn uniformly from 1..``--unroll`` for
+  each mini-batch, so the head learns to read the state after any number of iterations.
+- ``il``  (Implicit): z* from Broyden (``--f-thres`` iterations, no graph), then the gradient of
+  one more application z = f(z*; x) with z* held constant: the Jacobian-free ("phantom",
+  1-step) backward of Fung et al. / Geng et al. We use it rather than the implicit-function-
+  theorem backward because the IFT gradient needs a second Broyden solve per step with
+  J_f(z*)^T (doubling the cost on 2 CPU cores) and is only correct at an exact fixed point,
+  which a Broyden solve cut at ``--f-thres`` iterations of a model in training does not reach;
+  the 1-step gradient is cheap, always defined and is a descent direction when f is
+  contractive. Like the official MDEQ code, IL starts with ``--pretrain-steps`` of plain
+  unrolled training (``--unroll`` steps) before switching to the implicit solve.
+
+Training uses still frames only. Loss: cross-entropy with ignore index 255 on the head's logits
+upsampled to the input size. Optimiser: Adam with cosine decay. Validation: single-frame mIoU
+of the labelled frames of held-out clips with N iterations from zeros. Checkpoints
+(``last.pt``, resumable with ``--resume``) and the final ``model.pt`` hold only tensors and a
+model card, and load with ``torch.load(weights_only=True)``.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import shlex
+import time
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+from tqdm import tqdm
+
+from . import evaluate
+from .data import street
+from .data.clips import street_clips, StreetStills
+from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .model.mdeq import CONFIGS
+from .model.network import IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
+from .model.solvers import broyden, unroll
+
+VARIANTS = ('sur', 'ur', 'il')
+
+
+def draw_unrolls(variant: str, step: int, seed: int, max_unroll: int) -> int:
+    """Unroll count of mini-batch ``step``: uniform 1..max for SUR, max for UR (deterministic)."""
+    if variant != 'sur':
+        return max_unroll
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return int(torch.randint(1, max_unroll + 1, (1,), generator=g))
+
+
+def forward_train(net: StreamDEQNet, images: torch.Tensor, variant: str, unrolls: int,
+                  f_thres: int, implicit: bool):
+    """Return the segmentation logits of a training batch (graph kept) and the f count."""
+    bb = net.backbone
+    u = bb.inject(images)
+    z0 = bb.zeros(u)
+    bb.fullstage.reset_dropout(z0)
+
+    def f(z):
+        return bb.f(z, u)
+
+    if variant == 'il' and implicit:
+        with torch.no_grad():
+            z_star = broyden(f, z0, f_thres).z
+        z = f([t.detach() for t in z_star])          # 1-step (Jacobian-free) gradient
+        n_f = f_thres + 2
+    else:
+        z = unroll(f, z0, unrolls).z
+        n_f = unrolls
+    return net.heads['segmentation'](z), n_f
+
+
+def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (ignore 255) of logits upsampled to the label size."""
+    logits = F.interpolate(logits, size=target.shape[-2:], mode='bilinear', align_corners=False)
+    return F.cross_entropy(logits, target, ignore_index=street.IGNORE_INDEX)
+
+
+def validate(net: StreamDEQNet, clips, solver: str, iters: int, classes) -> Dict:
+    """Single-frame mIoU of the labelled frames with ``iters`` iterations from zeros."""
+    was = net.training
+    net.eval()
+    try:
+        out = evaluate.stream_scores(net, clips, [iters], [0], solver, classes, iters,
+                                     progress=False)
+    finally:
+        net.train(was)
+    return {'miou': out['baseline']['miou'], 'per_class': out['baseline']['per_class'],
+            'residual': out['baseline']['residual']}
+
+
+def _card(args, classes, height, width, step, metrics, command) -> Dict:
+    return {
+        'name': os.path.basename(os.path.normpath(args.out)),
+        'task': 'segmentation',
+        'variant': args.variant,
+        'config': CONFIGS[args.config].to_dict(),
+        'heads': {'segmentation': {'num_classes': len(classes), 'classes': list(classes),
+                                   'palette': street.PALETTE.tolist(),
+                                   'ignore_index': street.IGNORE_INDEX}},
+        'input': {'height': height, 'width': width, 'mean': list(IMAGENET_MEAN),
+                  'std': list(IMAGENET_STD), 'color': 'rgb'},
+        'inference': {'solver': 'broyden' if args.variant == 'il' else 'unroll',
+                      'single_frame_iters': (args.f_thres if args.variant == 'il'
+                                             else args.unroll)},
+        'training': {'command': command, 'data': args.data, 'data_seed': args.seed,
+                     'steps': step, 'batch_size': args.batch_size, 'lr': args.lr,
+                     'unroll': args.unroll, 'f_thres': args.f_thres,
+                     'pretrain_steps': args.pretrain_steps, 'still_frames_only': True,
+                     'train_clips': args.train_clips},
+        'metrics': metrics,
+    }
+
+
+def train(args) -> int:
+    """Run training as configured by the parsed ``args``."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if args.data != 'street':
+        raise SystemExit('streamdeq train: only --data street is wired to training in this '
+                         'version; the Cityscapes reader is in streamdeq_ros.data.cityscapes')
+    classes = street.CLASSES
+    h, w = args.height, args.width
+    heads = {'segmentation': {'num_classes': len(classes)}}
+    net = StreamDEQNet(CONFIGS[args.config], heads).train()
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    os.makedirs(args.out, exist_ok=True)
+    last = os.path.join(args.out, 'last.pt')
+    step = 0
+    history = []
+    if args.resume and os.path.exists(last):
+        try:
+            blob = read_checkpoint(last)
+            net.load_state_dict(blob['state_dict'])
+            opt.load_state_dict(blob['optimizer'])
+            sched.load_state_dict(blob['scheduler'])
+        except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
+            raise SystemExit('streamdeq train: cannot resume from %s: %s' % (last, exc))
+        step = int(blob['step'])
+        history = list(blob['card'].get('metrics', {}).get('history', []))
+        print('resumed from %s at step %d' % (last, step))
+    command = 'streamdeq train ' + ' '.join(shlex.quote(a) for a in args.argv)
+    stills = StreetStills(args.train_clips, h, w, seed=args.seed, split='train')
+    val_clips = street_clips(args.val_clips, h, w, seed=args.seed, split='val')
+    solver = 'broyden' if args.variant == 'il' else 'unroll'
+    val_iters = args.f_thres if args.variant == 'il' else args.unroll
+    log_path = os.path.join(args.out, 'train_log.csv')
+    log_new = not os.path.exists(log_path) or step == 0
+    log = open(log_path, 'w' if log_new else 'a', newline='')
+    writer = csv.writer(log)
+    if log_new:
+        writer.writerow(['step', 'loss', 'unrolls', 'lr', 'seconds', 'val_miou'])
+    t_start = time.time()
+    bar = tqdm(total=args.steps, initial=step, desc='train %s' % args.variant, unit='step')
+    running = None
+    metrics = {'history': history}
+    while step < args.steps:
+        first = step * args.batch_size
+        idx = [(first + i) % len(stills) for i in range(args.batch_size)]
+        items = [stills[i] for i in idx]
+        images = net.normalize(torch.stack([im for im, _ in items]))
+        target = torch.stack([m for _, m in items])
+        k = draw_unrolls(args.variant, step, args.seed, args.unroll)
+        implicit = args.variant == 'il' and step >= args.pretrain_steps
+        with parametrize.cached():
+            logits, _ = forward_train(net, images, args.variant, k, args.f_thres, implicit)
+            loss = seg_loss(logits, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_grad)
+        opt.step()
+        sched.step()
+        step += 1
+        lv = float(loss)
+        if not math.isfinite(lv):
+            raise SystemExit('streamdeq train: loss became %r at step %d; lower --lr' % (lv, step))
+        running = lv if running is None else 0.98 * running + 0.02 * lv
+        bar.update(1)
+        bar.set_postfix(loss='%.3f' % running, K=k)
+        val = ''
+        if step % args.val_every == 0 or step == args.steps:
+            v = validate(net, val_clips, solver, val_iters, classes)
+            val = '%.4f' % v['miou']
+            history.append({'step': step, 'val_miou': v['miou'], 'loss': running})
+            bar.write('step %d: loss %.3f, val mIoU (single frame, N=%d) %.3f'
+                      % (step, running, val_iters, v['miou']))
+            metrics = {'history': history, 'val_single_frame': v}
+            save_checkpoint(last, net, _card(args, classes, h, w, step, metrics, command),
+                            {'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
+                             'step': step})
+        if step % 10 == 0 or val:
+            writer.writerow([step, '%.4f' % running, k, '%.3g' % sched.get_last_lr()[0],
+                             '%.1f' % (time.time() - t_start), val])
+            log.flush()
+    bar.close()
+    log.close()
+    card = _card(args, classes, h, w, step, metrics, command)
+    card['metrics']['train_seconds_this_run'] = round(time.time() - t_start, 1)
+    save_checkpoint(os.path.join(args.out, 'model.pt'), net.eval(), card)
+    with open(os.path.join(args.out, 'model_card.json'), 'w') as fh:
+        json.dump(card, fh, indent=1)
+    print('wrote %s' % os.path.join(args.out, 'model.pt'))
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    """Add the ``train`` options to ``p``."""
+    p.add_argument('--variant', choices=VARIANTS, default='sur', help='training variant')
+    p.add_argument('--config', choices=sorted(CONFIGS), default='tiny', help='MDEQ size')
+    p.add_argument('--data', default='street', help="training data: 'street' (the generator)")
+    p.add_argument('--height', type=int, default=96, help='frame height (multiple of 32)')
+    p.add_argument('--width', type=int, default=192, help='frame width (multiple of 32)')
+    p.add_argument('--steps', type=int, default=3000, help='optimiser steps')
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--lr', type=float, default=2e-3, help='Adam learning rate (cosine decay)')
+    p.add_argument('--weight-decay', type=float, default=0.0)
+    p.add_argument('--clip-grad', type=float, default=5.0, help='gradient-norm clip')
+    p.add_argument('--unroll', type=int, default=20,
+                   help='UR: unrollings; SUR: maximum of the uniform draw; IL: pretraining')
+    p.add_argument('--f-thres', type=int, default=26, help='IL: Broyden iterations')
+    p.add_argument('--pretrain-steps', type=int, default=500,
+                   help='IL: unrolled steps before the implicit solve')
+    p.add_argument('--train-clips', type=int, default=20000, help='distinct training clips')
+    p.add_argument('--val-clips', type=int, default=16, help='held-out clips for validation')
+    p.add_argument('--val-every', type=int, default=250, help='validate + checkpoint period')
+    p.add_argument('--seed', type=int, default=0, help='data and initialisation seed')
+    p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
+    p.add_argument('--out', required=True, help='output directory')
+    p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')
+
+
+def run(args) -> int:
+    """Entry point of ``streamdeq train``."""
+    for side in (args.height, args.width):
+        if side <= 0 or side % 32:
+            raise SystemExit('streamdeq train: --height and --width must be positive multiples '
+                             'of 32, got %dx%d' % (args.width, args.height))
+    if args.unroll < 1 or args.f_thres < 1 or args.steps < 1 or args.batch_size < 1:
+        raise SystemExit('streamdeq train: --unroll, --f-thres, --steps and --batch-size must '
+                         'be >= 1')
+    return train(args)
