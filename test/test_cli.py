@@ -12,7 +12,7 @@ BIN = os.path.join(os.path.dirname(sys.executable), 'streamdeq')
 
 
 @pytest.mark.parametrize('argv', [['--help'], ['bench', '--help'], ['bench', 'solver', '--help'],
-                                  ['demo', '--help']])
+                                  ['demo', '--help'], ['train', '--help'], ['eval', '--help']])
 def test_help_exits_zero(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -27,7 +27,7 @@ def test_demo_says_not_yet_and_exits_zero():
 
 def test_unknown_subcommand_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(['train'])
+        main(['fly'])
     assert exc.value.code == 2
     assert 'invalid choice' in capsys.readouterr().err
 

@@ -194,10 +194,12 @@ class _World:
             ptop = self.horizon - rng.uniform(0, 0.12) * ch
             self._rect(px, ptop, px + max(1.5 * u, 1.0), self.curb, POLE, (150, 150, 150))
             self._rect(px - 3 * u, ptop, px + 4 * u, ptop + 2 * u, POLE, (120, 120, 120))
-        # texture: low-frequency blotches and fine grain, on the image only
-        lo = cv2.resize(rng.normal(0, 16, (max(2, ch // 12), max(2, cw // 12), 1)),
+        # texture: low-frequency blotches and fine grain, on the image only (from their own
+        # generator: their sizes depend on the resolution, the scene's draws must not)
+        tex = np.random.default_rng(int(rng.integers(1 << 31)))
+        lo = cv2.resize(tex.normal(0, 16, (max(2, ch // 12), max(2, cw // 12), 1)),
                         (cw, ch), interpolation=cv2.INTER_CUBIC)
-        grain = rng.normal(0, 6, (ch, cw, 1))
+        grain = tex.normal(0, 6, (ch, cw, 1))
         self.image = np.clip(self.image + lo[..., None] + grain, 0, 255).astype(np.uint8)
 
     # -- moving objects -----------------------------------------------------------------------
@@ -370,7 +372,9 @@ class StreetClip:
                     cv2.circle(image, tuple(c), rr, (25, 25, 25), -1, cv2.LINE_AA, 4)
                     cv2.circle(mask, tuple(c), rr, CAR, -1, cv2.LINE_8, 4)
                     cv2.circle(inst, tuple(c), rr, obj.track + 1, -1, cv2.LINE_8, 4)
-                pts = tr(np.concatenate([body, cabin]))
+                rims = [(wx + dx, wy + dy) for wx, wy in wheels
+                        for dx, dy in ((-r, -r), (r, r))]
+                pts = tr(np.concatenate([body, cabin, rims]))
                 extents[obj.track] = (CAR, pts.min(0), pts.max(0))
             else:
                 j = world.walker_joints(obj, t_local)
