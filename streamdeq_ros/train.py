@@ -137,7 +137,7 @@ def train(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     last = os.path.join(args.out, 'last.pt')
     step = 0
-    history = []
+    metrics = {'history': []}
     if args.resume and os.path.exists(last):
         try:
             blob = read_checkpoint(last)
@@ -147,7 +147,8 @@ def train(args) -> int:
         except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
             raise SystemExit('streamdeq train: cannot resume from %s: %s' % (last, exc))
         step = int(blob['step'])
-        history = list(blob['card'].get('metrics', {}).get('history', []))
+        metrics = dict(blob['card'].get('metrics', {}))
+        metrics.setdefault('history', [])
         print('resumed from %s at step %d' % (last, step))
     command = 'streamdeq train ' + ' '.join(shlex.quote(a) for a in args.argv)
     stills = StreetStills(args.train_clips, h, w, seed=args.seed, split='train')
@@ -163,8 +164,9 @@ def train(args) -> int:
     t_start = time.time()
     bar = tqdm(total=args.steps, initial=step, desc='train %s' % args.variant, unit='step')
     running = None
-    metrics = {'history': history}
-    while step < args.steps:
+    history = metrics['history']
+    stop_at = args.steps if not args.stop_after else min(args.steps, step + args.stop_after)
+    while step < stop_at:
         first = step * args.batch_size
         idx = [(first + i) % len(stills) for i in range(args.batch_size)]
         items = [stills[i] for i in idx]
@@ -181,20 +183,20 @@ def train(args) -> int:
         opt.step()
         sched.step()
         step += 1
-        lv = float(loss)
+        lv = loss.detach().item()
         if not math.isfinite(lv):
             raise SystemExit('streamdeq train: loss became %r at step %d; lower --lr' % (lv, step))
         running = lv if running is None else 0.98 * running + 0.02 * lv
         bar.update(1)
         bar.set_postfix(loss='%.3f' % running, K=k)
         val = ''
-        if step % args.val_every == 0 or step == args.steps:
+        if step % args.val_every == 0 or step == stop_at:
             v = validate(net, val_clips, solver, val_iters, classes)
             val = '%.4f' % v['miou']
             history.append({'step': step, 'val_miou': v['miou'], 'loss': running})
             bar.write('step %d: loss %.3f, val mIoU (single frame, N=%d) %.3f'
                       % (step, running, val_iters, v['miou']))
-            metrics = {'history': history, 'val_single_frame': v}
+            metrics['val_single_frame'] = v
             save_checkpoint(last, net, _card(args, classes, h, w, step, metrics, command),
                             {'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
                              'step': step})
@@ -204,6 +206,9 @@ def train(args) -> int:
             log.flush()
     bar.close()
     log.close()
+    if step < args.steps:
+        print('stopped at step %d of %d; continue with --resume' % (step, args.steps))
+        return 0
     card = _card(args, classes, h, w, step, metrics, command)
     card['metrics']['train_seconds_this_run'] = round(time.time() - t_start, 1)
     save_checkpoint(os.path.join(args.out, 'model.pt'), net.eval(), card)
@@ -237,6 +242,8 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     p.add_argument('--out', required=True, help='output directory')
     p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')
+    p.add_argument('--stop-after', type=int, default=0,
+                   help='stop this run after N steps (checkpointed; continue with --resume)')
 
 
 def run(args) -> int:

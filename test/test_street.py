@@ -52,7 +52,7 @@ def test_labels_agree_with_the_mask_and_instances():
 
 def test_consecutive_frames_change_little_and_tracks_persist():
     clip = street.StreetClip(2, 96, 192)
-    (i0, l0), (i1, l1) = clip[18], clip[19]
+    (_, l0), (_, l1) = clip[18], clip[19]
     assert (l0.mask == l1.mask).mean() > 0.85
     assert set(l0.track_ids.tolist()) & set(l1.track_ids.tolist())
 

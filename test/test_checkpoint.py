@@ -1,0 +1,73 @@
+"""Checkpoints: round trip, weights_only safety, and one-sentence errors for bad files."""
+import collections
+
+import pytest
+import torch
+
+from streamdeq_ros.model.checkpoint import (CheckpointError, load_net, read_checkpoint,
+                                            save_checkpoint)
+from streamdeq_ros.model.mdeq import get_config
+from streamdeq_ros.model.network import StreamDEQNet
+
+CARD = {'config': get_config('tiny').to_dict(), 'heads': {'segmentation': {'num_classes': 5}},
+        'variant': 'sur'}
+
+
+def _net():
+    return StreamDEQNet(get_config('tiny'), CARD['heads'])
+
+
+def test_round_trip_restores_identical_outputs(tmp_path):
+    net = _net().eval()
+    path = str(tmp_path / 'm.pt')
+    save_checkpoint(path, net, CARD)
+    loaded, card = load_net(path)
+    assert card['variant'] == 'sur' and card['heads'] == CARD['heads']
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        u1, u2 = net.backbone.inject(x), loaded.backbone.inject(x)
+        z1 = net.backbone.f(net.backbone.zeros(u1), u1)
+        z2 = loaded.backbone.f(loaded.backbone.zeros(u2), u2)
+        assert torch.equal(net.readout(z1)['segmentation'], loaded.readout(z2)['segmentation'])
+
+
+class Payload:
+    """An arbitrary class: unpickling it would run code."""
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = str(tmp_path / 'evil.pt')
+    torch.save({'format': 'streamdeq_ros/checkpoint/1', 'card': CARD, 'obj': Payload()}, path)
+    with pytest.raises(CheckpointError, match='cannot be read safely'):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize('mutate, message', [
+    (lambda b: b.update(format='other'), 'not a streamdeq_ros checkpoint'),
+    (lambda b: b.pop('card'), 'no model card'),
+    (lambda b: b['card'].update(heads={'segmentation': {'num_classes': 7}}), 'does not match'),
+    (lambda b: b['card'].update(heads={'depth': {}}), 'invalid model card'),
+    (lambda b: b['state_dict'].pop(next(iter(b['state_dict']))), 'does not match'),
+    (lambda b: next(v for v in b['state_dict'].values() if v.is_floating_point()).fill_(
+        float('nan')), 'non-finite'),
+])
+def test_bad_checkpoints_stop_with_one_sentence(tmp_path, mutate, message):
+    path = str(tmp_path / 'm.pt')
+    save_checkpoint(path, _net(), CARD)
+    blob = torch.load(path, weights_only=True)
+    blob['card'] = dict(blob['card'])
+    blob['state_dict'] = collections.OrderedDict(blob['state_dict'])
+    mutate(blob)
+    torch.save(blob, path)
+    with pytest.raises(CheckpointError, match=message) as exc:
+        load_net(path)
+    assert '\n' not in str(exc.value)
+
+
+def test_missing_and_garbage_files(tmp_path):
+    with pytest.raises(CheckpointError, match='does not exist'):
+        load_net(str(tmp_path / 'none.pt'))
+    junk = tmp_path / 'junk.pt'
+    junk.write_bytes(b'\x00garbage' * 10)
+    with pytest.raises(CheckpointError, match='cannot be read safely'):
+        load_net(str(junk))

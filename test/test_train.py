@@ -1,0 +1,75 @@
+"""Training: the IL/UR/SUR schedules, the 1-step implicit gradient, checkpoints and resume."""
+import json
+import os
+
+import pytest
+import torch
+
+from streamdeq_ros.cli import main
+from streamdeq_ros.data import street
+from streamdeq_ros.model.checkpoint import load_net, read_checkpoint
+from streamdeq_ros.model.mdeq import get_config
+from streamdeq_ros.model.network import StreamDEQNet
+from streamdeq_ros.train import draw_unrolls, forward_train
+
+SMALL = ['--height', '32', '--width', '64', '--batch-size', '2', '--val-clips', '2',
+         '--train-clips', '16', '--unroll', '3', '--f-thres', '3', '--threads', '2']
+
+
+def test_unroll_schedules():
+    sur = [draw_unrolls('sur', s, 0, 20) for s in range(400)]
+    assert min(sur) == 1 and max(sur) == 20 and len(set(sur)) == 20
+    assert sur == [draw_unrolls('sur', s, 0, 20) for s in range(400)]      # reproducible
+    assert sur != [draw_unrolls('sur', s, 1, 20) for s in range(400)]      # seeded
+    assert {draw_unrolls('ur', s, 0, 20) for s in range(50)} == {20}
+
+
+def test_implicit_step_backpropagates_through_one_application_of_f():
+    net = StreamDEQNet(get_config('tiny'), {'segmentation': {'num_classes': 3}}).train()
+    x = torch.randn(2, 3, 32, 32)
+    logits, n_f = forward_train(net, x, 'il', 0, 4, implicit=True)
+    assert n_f == 6 and logits.shape == (2, 3, 8, 8)
+    logits.sum().backward()
+    grads = [p.grad for p in net.backbone.fullstage.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    assert net.backbone.downsample[0].weight.grad.abs().sum() > 0      # through u
+
+
+@pytest.mark.parametrize('variant', ['sur', 'ur', 'il'])
+def test_train_writes_a_loadable_model_with_a_card(tmp_path, variant):
+    out = str(tmp_path / variant)
+    code = main(['train', '--variant', variant, '--steps', '3', '--val-every', '2',
+                 '--pretrain-steps', '1', '--out', out] + SMALL)
+    assert code == 0
+    net, card = load_net(os.path.join(out, 'model.pt'))
+    assert card['variant'] == variant and card['task'] == 'segmentation'
+    assert card['heads']['segmentation']['classes'] == list(street.CLASSES)
+    assert card['training']['steps'] == 3 and card['training']['data_seed'] == 0
+    assert card['training']['command'].startswith('streamdeq train --variant %s' % variant)
+    assert [h['step'] for h in card['metrics']['history']] == [2, 3]
+    assert 0 <= card['metrics']['val_single_frame']['miou'] <= 1
+    assert card['inference']['solver'] == ('broyden' if variant == 'il' else 'unroll')
+    with open(os.path.join(out, 'model_card.json')) as fh:
+        assert json.load(fh)['variant'] == variant
+    with open(os.path.join(out, 'train_log.csv')) as fh:
+        assert fh.readline().startswith('step,loss,unrolls')
+    assert not net.training
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    straight, pieces = str(tmp_path / 'a'), str(tmp_path / 'b')
+    args = ['train', '--variant', 'sur', '--steps', '4', '--val-every', '10'] + SMALL
+    assert main(args + ['--out', straight]) == 0
+    assert main(args + ['--out', pieces, '--stop-after', '2']) == 0
+    assert not os.path.exists(os.path.join(pieces, 'model.pt'))
+    assert read_checkpoint(os.path.join(pieces, 'last.pt'))['step'] == 2
+    assert main(args + ['--out', pieces, '--resume']) == 0
+    a = read_checkpoint(os.path.join(straight, 'model.pt'))['state_dict']
+    b = read_checkpoint(os.path.join(pieces, 'model.pt'))['state_dict']
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_sizes_are_refused():
+    with pytest.raises(SystemExit, match='multiples of 32'):
+        main(['train', '--height', '40', '--out', '/nonexistent'])
