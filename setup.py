@@ -9,6 +9,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
+    package_data={PACKAGE: ['models/*/model.pt', 'models/*/model_card.json',
+                            'models/*/train_log.csv']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

@@ -1,6 +1,7 @@
 """``streamdeq bench solver``: warm vs cold iterations to tolerance and the cost of one f.
 
-Measured on an MDEQ backbone fed a slowly panning synthetic image:
+Measured on a randomly initialised MDEQ backbone fed a slowly panning synthetic image, or with
+``--checkpoint`` on a trained backbone fed a held-out generated street clip:
 
 - ``cold_iters_to_tol`` / ``warm_iters_to_tol``: per frame, solver iterations until the relative
   residual falls below ``--tol``, starting from zeros vs from the previous frame's solution
@@ -22,8 +23,10 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from .data import panning_frames
+from .data import panning_frames, street
+from .data.clips import derive_seed
 from .model import get_config, MDEQBackbone
+from .model.checkpoint import load_net
 from .model.solvers import SOLVERS
 from .stream import IterationBudget, StreamSession
 
@@ -46,17 +49,31 @@ def _mean(values):
 @torch.inference_mode()
 def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_iters=60,
                  solver='unroll', speed=0.25, repeats=10, seed=0, threads=None,
-                 progress=True) -> dict:
-    """Run the solver benchmark and return its results as a dict."""
+                 progress=True, checkpoint=None) -> dict:
+    """Run the solver benchmark and return its results as a dict.
+
+    With ``checkpoint`` the trained backbone runs on a held-out generated street clip (its
+    normalisation from the card); without, a randomly initialised ``config`` runs on a panning
+    synthetic image.
+    """
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    cfg = get_config(config)
-    model = MDEQBackbone(cfg).eval()
+    if checkpoint:
+        net, card = load_net(checkpoint)
+        model, cfg, config = net.backbone, net.cfg, net.cfg.name
+        clip = street.StreetClip(derive_seed(seed, 'val', 0), height, width)
+        seq = [net.normalize(torch.from_numpy(clip[t][0]).permute(2, 0, 1)[None])
+               for t in range(frames)]
+        weights = checkpoint
+    else:
+        cfg = get_config(config)
+        model = MDEQBackbone(cfg).eval()
+        seq = panning_frames(frames, height, width, speed=speed, seed=seed)
+        weights = 'random (seed %d)' % seed
     budget = IterationBudget(iters=max_iters, tol=tol)
     warm_session = StreamSession(model, solver=solver, budget=budget, name='warm')
     cold_session = StreamSession(model, solver=solver, budget=budget, name='cold')
-    seq = panning_frames(frames, height, width, speed=speed, seed=seed)
     cold, warm, cold_res, warm_res = [], [], [], []
     for t, x in enumerate(tqdm(seq, desc='frames', disable=not progress)):
         w = warm_session.step(x)
@@ -84,8 +101,10 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
     conv_gflops = 2.0 * c0 * e * c0 * 9 * h0 * w0 / 1e9
     return {
         'config': config, 'solver': solver, 'input': [height, width], 'tol': tol,
-        'max_iters': max_iters, 'frames': frames, 'pan_px_per_frame': speed,
-        'threads': torch.get_num_threads(), 'device': 'cpu', 'weights': 'random (seed %d)' % seed,
+        'max_iters': max_iters, 'frames': frames,
+        'sequence': ('generated street clip' if checkpoint else
+                     'panning image, %g px/frame' % speed),
+        'threads': torch.get_num_threads(), 'device': 'cpu', 'weights': weights,
         'cold_iters_to_tol': _mean(cold), 'warm_iters_to_tol': _mean(warm),
         'cold_iters_per_frame': cold, 'warm_iters_per_frame': warm,
         'cold_final_residual_per_frame': cold_res, 'warm_final_residual_per_frame': warm_res,
@@ -110,6 +129,9 @@ def add_arguments(parser):
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', default=None, help='also write the results to this file')
+    parser.add_argument('--checkpoint', default=None,
+                        help='a trained checkpoint: its backbone runs on a generated street clip '
+                             '(--config and --speed are then ignored)')
 
 
 def run(args) -> int:
@@ -117,7 +139,7 @@ def run(args) -> int:
     out = bench_solver(config=args.config, height=args.height, width=args.width,
                        frames=args.frames, tol=args.tol, max_iters=args.max_iters,
                        solver=args.solver, speed=args.speed, repeats=args.repeats,
-                       seed=args.seed, threads=args.threads)
+                       seed=args.seed, threads=args.threads, checkpoint=args.checkpoint)
     keys = ('cold_iters_to_tol', 'warm_iters_to_tol', 'ms_per_f_eval', 'gflops_per_f_eval',
             'achieved_gflops_per_s', 'conv3x3_gflops_per_s')
     for k in keys:

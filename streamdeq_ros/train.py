@@ -24,6 +24,7 @@ model card, and load with ``torch.load(weights_only=True)``.
 """
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -37,8 +38,8 @@ from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from . import evaluate
-from .data import street
-from .data.clips import street_clips, StreetStills
+from .data import cityscapes, street
+from .data.clips import ClipStills, DatasetFormatError, street_clips, StreetStills
 from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .model.mdeq import CONFIGS
 from .model.network import IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
@@ -53,6 +54,21 @@ def draw_unrolls(variant: str, step: int, seed: int, max_unroll: int) -> int:
         return max_unroll
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     return int(torch.randint(1, max_unroll + 1, (1,), generator=g))
+
+
+def batch_indices(step: int, batch_size: int, size: int, seed: int):
+    """Dataset indices of mini-batch ``step``: a seeded permutation per epoch (resumable)."""
+    out = []
+    for pos in range(step * batch_size, (step + 1) * batch_size):
+        epoch, i = divmod(pos, size)
+        out.append(_permutation(size, seed, epoch)[i])
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(size: int, seed: int, epoch: int):
+    g = torch.Generator().manual_seed(seed * 7919 + epoch)
+    return torch.randperm(size, generator=g).tolist()
 
 
 def forward_train(net: StreamDEQNet, images: torch.Tensor, variant: str, unrolls: int,
@@ -96,14 +112,34 @@ def validate(net: StreamDEQNet, clips, solver: str, iters: int, classes) -> Dict
             'residual': out['baseline']['residual']}
 
 
-def _card(args, classes, height, width, step, metrics, command) -> Dict:
+def training_data(args):
+    """Return (still-frame dataset, validation clips, class names, palette) for ``--data``."""
+    h, w = args.height, args.width
+    if args.data == 'street':
+        return (StreetStills(args.train_clips, h, w, seed=args.seed, split='train'),
+                street_clips(args.val_clips, h, w, seed=args.seed, split='val'),
+                list(street.CLASSES), street.PALETTE.tolist())
+    if args.data.startswith('cityscapes:'):
+        root = args.data.split(':', 1)[1]
+        try:
+            train_clips = cityscapes.cityscapes_clips(root, 'train', (h, w))
+            val = cityscapes.cityscapes_clips(root, 'val', (h, w), limit=args.val_clips)
+        except DatasetFormatError as exc:
+            raise SystemExit('streamdeq train: %s' % exc)
+        return (ClipStills(train_clips), val, list(cityscapes.TRAIN_CLASSES),
+                [list(c) for c in cityscapes.PALETTE])
+    raise SystemExit('streamdeq train: --data must be street or cityscapes:ROOT, got %r'
+                     % args.data)
+
+
+def _card(args, classes, palette, height, width, step, metrics, command) -> Dict:
     return {
         'name': os.path.basename(os.path.normpath(args.out)),
         'task': 'segmentation',
         'variant': args.variant,
         'config': CONFIGS[args.config].to_dict(),
         'heads': {'segmentation': {'num_classes': len(classes), 'classes': list(classes),
-                                   'palette': street.PALETTE.tolist(),
+                                   'palette': palette,
                                    'ignore_index': street.IGNORE_INDEX}},
         'input': {'height': height, 'width': width, 'mean': list(IMAGENET_MEAN),
                   'std': list(IMAGENET_STD), 'color': 'rgb'},
@@ -124,10 +160,7 @@ def train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    if args.data != 'street':
-        raise SystemExit('streamdeq train: only --data street is wired to training in this '
-                         'version; the Cityscapes reader is in streamdeq_ros.data.cityscapes')
-    classes = street.CLASSES
+    stills, val_clips, classes, palette = training_data(args)
     h, w = args.height, args.width
     heads = {'segmentation': {'num_classes': len(classes)}}
     net = StreamDEQNet(CONFIGS[args.config], heads).train()
@@ -151,8 +184,6 @@ def train(args) -> int:
         metrics.setdefault('history', [])
         print('resumed from %s at step %d' % (last, step))
     command = 'streamdeq train ' + ' '.join(shlex.quote(a) for a in args.argv)
-    stills = StreetStills(args.train_clips, h, w, seed=args.seed, split='train')
-    val_clips = street_clips(args.val_clips, h, w, seed=args.seed, split='val')
     solver = 'broyden' if args.variant == 'il' else 'unroll'
     val_iters = args.f_thres if args.variant == 'il' else args.unroll
     log_path = os.path.join(args.out, 'train_log.csv')
@@ -167,8 +198,7 @@ def train(args) -> int:
     history = metrics['history']
     stop_at = args.steps if not args.stop_after else min(args.steps, step + args.stop_after)
     while step < stop_at:
-        first = step * args.batch_size
-        idx = [(first + i) % len(stills) for i in range(args.batch_size)]
+        idx = batch_indices(step, args.batch_size, len(stills), args.seed)
         items = [stills[i] for i in idx]
         images = net.normalize(torch.stack([im for im, _ in items]))
         target = torch.stack([m for _, m in items])
@@ -197,7 +227,7 @@ def train(args) -> int:
             bar.write('step %d: loss %.3f, val mIoU (single frame, N=%d) %.3f'
                       % (step, running, val_iters, v['miou']))
             metrics['val_single_frame'] = v
-            save_checkpoint(last, net, _card(args, classes, h, w, step, metrics, command),
+            save_checkpoint(last, net, _card(args, classes, palette, h, w, step, metrics, command),
                             {'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
                              'step': step})
         if step % 10 == 0 or val:
@@ -209,7 +239,7 @@ def train(args) -> int:
     if step < args.steps:
         print('stopped at step %d of %d; continue with --resume' % (step, args.steps))
         return 0
-    card = _card(args, classes, h, w, step, metrics, command)
+    card = _card(args, classes, palette, h, w, step, metrics, command)
     card['metrics']['train_seconds_this_run'] = round(time.time() - t_start, 1)
     save_checkpoint(os.path.join(args.out, 'model.pt'), net.eval(), card)
     with open(os.path.join(args.out, 'model_card.json'), 'w') as fh:
@@ -222,7 +252,9 @@ def add_arguments(p: argparse.ArgumentParser):
     """Add the ``train`` options to ``p``."""
     p.add_argument('--variant', choices=VARIANTS, default='sur', help='training variant')
     p.add_argument('--config', choices=sorted(CONFIGS), default='tiny', help='MDEQ size')
-    p.add_argument('--data', default='street', help="training data: 'street' (the generator)")
+    p.add_argument('--data', default='street',
+                   help='training data: street (the generator) or cityscapes:ROOT (the '
+                        'labelled frames of leftImg8bit_sequence + gtFine, resized)')
     p.add_argument('--height', type=int, default=96, help='frame height (multiple of 32)')
     p.add_argument('--width', type=int, default=192, help='frame width (multiple of 32)')
     p.add_argument('--steps', type=int, default=3000, help='optimiser steps')
@@ -235,7 +267,8 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument('--f-thres', type=int, default=26, help='IL: Broyden iterations')
     p.add_argument('--pretrain-steps', type=int, default=500,
                    help='IL: unrolled steps before the implicit solve')
-    p.add_argument('--train-clips', type=int, default=20000, help='distinct training clips')
+    p.add_argument('--train-clips', type=int, default=20000,
+                   help='street: distinct generated training clips')
     p.add_argument('--val-clips', type=int, default=16, help='held-out clips for validation')
     p.add_argument('--val-every', type=int, default=250, help='validate + checkpoint period')
     p.add_argument('--seed', type=int, default=0, help='data and initialisation seed')

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from dataset_fixtures import solid_frame, write_cityscapes, write_png
 from streamdeq_ros.data.cityscapes import cityscapes_clips, TRAIN_CLASSES
 from streamdeq_ros.data.clips import DatasetFormatError
 from streamdeq_ros.data.imagenet_vid import CLASSES as VID_CLASSES, read_annotation, vid_clips
@@ -13,31 +14,10 @@ from streamdeq_ros.data.mpii import mpii_clips
 from streamdeq_ros.data.video import FrameFolderReader, open_frames, VideoFileReader
 
 
-def _png(path, image):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    assert cv2.imwrite(str(path), image)
-
-
-def _frame(value, h=32, w=48):
-    img = np.zeros((h, w, 3), np.uint8)
-    img[..., 2] = value          # red in BGR files
-    img[..., 1] = 7
-    return img
-
-
 def test_cityscapes_clip_is_the_19_frames_before_the_label(tmp_path):
     root = tmp_path / 'cs'
     city, seq, f = 'aachen', '000012', 294
-    for k in range(f - 19, f + 11):       # a full 30-frame snippet
-        _png(root / 'leftImg8bit_sequence' / 'val' / city /
-             ('%s_%s_%06d_leftImg8bit.png' % (city, seq, k)), _frame(k - (f - 19)))
-    ids = np.zeros((32, 48), np.uint8)
-    ids[:10] = 23      # sky
-    ids[10:20] = 26    # car
-    ids[20:] = 7       # road
-    ids[0, 0] = 4      # static -> ignore
-    _png(root / 'gtFine' / 'val' / city / ('%s_%s_%06d_gtFine_labelIds.png' % (city, seq, f)),
-         ids)
+    frames_dir = write_cityscapes(root, 'val', city, seq, f)
     clips = cityscapes_clips(str(root), 'val')
     assert len(clips) == 1
     c = clips[0]
@@ -49,8 +29,7 @@ def test_cityscapes_clip_is_the_19_frames_before_the_label(tmp_path):
     assert c.mask[0, 0] == 255
     small = cityscapes_clips(str(root), 'val', size=(16, 24))[0]
     assert small.frames[3].shape == (16, 24, 3) and small.mask.shape == (16, 24)
-    os.remove(root / 'leftImg8bit_sequence' / 'val' / city /
-              ('%s_%s_%06d_leftImg8bit.png' % (city, seq, f - 3)))
+    os.remove(os.path.join(frames_dir, '%s_%s_%06d_leftImg8bit.png' % (city, seq, f - 3)))
     with pytest.raises(DatasetFormatError, match='misses 1 sequence frames'):
         cityscapes_clips(str(root), 'val')
     with pytest.raises(DatasetFormatError, match='not a Cityscapes root'):
@@ -84,7 +63,8 @@ def test_imagenet_vid_snippets_and_xml(tmp_path):
     root = tmp_path / 'vid'
     snip = os.path.join('ILSVRC2015_VID_train_0000', 'ILSVRC2015_train_00000000')
     for k in range(25):
-        _png(root / 'Data' / 'VID' / 'train' / snip / ('%06d.JPEG' % k), _frame(10 * (k % 20)))
+        write_png(root / 'Data' / 'VID' / 'train' / snip / ('%06d.JPEG' % k),
+                  solid_frame(10 * (k % 20)))
         ann = root / 'Annotations' / 'VID' / 'train' / snip / ('%06d.xml' % k)
         os.makedirs(ann.parent, exist_ok=True)
         ann.write_text(_VID_XML.format(frame=k, x=k))
@@ -114,9 +94,9 @@ def test_mpii_annotations_and_preceding_frames(tmp_path):
                'joints_vis': [1] * 16}]
     os.makedirs(root / 'annot')
     (root / 'annot' / 'valid.json').write_text(json.dumps(people))
-    _png(root / 'images' / '015601864.jpg', _frame(200))
+    write_png(root / 'images' / '015601864.jpg', solid_frame(200))
     for k in range(1, 20):
-        _png(root / 'frames' / '015601864' / ('%03d.jpg' % k), _frame(10 * k))
+        write_png(root / 'frames' / '015601864' / ('%03d.jpg' % k), solid_frame(10 * k))
     clips = mpii_clips(str(root), 'valid')
     assert len(clips) == 1
     c = clips[0]
@@ -137,7 +117,7 @@ def test_video_file_and_frame_folder_readers(tmp_path):
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), 12.0, (48, 32))
     assert writer.isOpened()
     for k in range(7):
-        writer.write(_frame(30 * k))
+        writer.write(solid_frame(30 * k))
     writer.release()
     video = open_frames(path)
     assert isinstance(video, VideoFileReader)
@@ -147,7 +127,7 @@ def test_video_file_and_frame_folder_readers(tmp_path):
     assert [abs(int(f[16, 24, 0]) - 30 * k) <= 6 for k, f in enumerate(frames)] == [True] * 7
     folder = tmp_path / 'frames'
     for k in range(3):
-        _png(folder / ('%04d.png' % k), _frame(50 * k))
+        write_png(folder / ('%04d.png' % k), solid_frame(50 * k))
     reader = open_frames(str(folder), fps=5)
     assert isinstance(reader, FrameFolderReader) and reader.fps == 5
     assert [int(f[0, 0, 0]) for f in reader] == [0, 50, 100]

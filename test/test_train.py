@@ -5,12 +5,13 @@ import os
 import pytest
 import torch
 
+from dataset_fixtures import write_cityscapes
 from streamdeq_ros.cli import main
 from streamdeq_ros.data import street
 from streamdeq_ros.model.checkpoint import load_net, read_checkpoint
 from streamdeq_ros.model.mdeq import get_config
 from streamdeq_ros.model.network import StreamDEQNet
-from streamdeq_ros.train import draw_unrolls, forward_train
+from streamdeq_ros.train import batch_indices, draw_unrolls, forward_train
 
 SMALL = ['--height', '32', '--width', '64', '--batch-size', '2', '--val-clips', '2',
          '--train-clips', '16', '--unroll', '3', '--f-thres', '3', '--threads', '2']
@@ -68,6 +69,27 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     b = read_checkpoint(os.path.join(pieces, 'model.pt'))['state_dict']
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_on_a_cityscapes_layout(tmp_path):
+    write_cityscapes(tmp_path / 'cs', 'train', seq='000001', frame=19)
+    write_cityscapes(tmp_path / 'cs', 'train', seq='000002', frame=119)
+    write_cityscapes(tmp_path / 'cs', 'val')
+    out = str(tmp_path / 'm')
+    assert main(['train', '--data', 'cityscapes:%s' % (tmp_path / 'cs'), '--steps', '2',
+                 '--out', out] + SMALL) == 0
+    net, card = load_net(os.path.join(out, 'model.pt'))
+    assert card['heads']['segmentation']['classes'][:3] == ['road', 'sidewalk', 'building']
+    assert net.heads['segmentation'].num_classes == 19
+    assert len(card['heads']['segmentation']['palette']) == 19
+    with pytest.raises(SystemExit, match='not a Cityscapes root'):
+        main(['train', '--data', 'cityscapes:%s' % (tmp_path / 'none'), '--out', out] + SMALL)
+
+
+def test_batches_cover_each_epoch_once_in_a_seeded_order():
+    idx = [i for s in range(5) for i in batch_indices(s, 4, 20, seed=3)]
+    assert sorted(idx) == list(range(20)) and idx != list(range(20))
+    assert idx == [i for s in range(5) for i in batch_indices(s, 4, 20, seed=3)]
 
 
 def test_bad_sizes_are_refused():
