@@ -58,3 +58,22 @@ def test_bench_solver_writes_the_promised_numbers(tmp_path):
                 h, w = hw[j + k + 1]
                 down += 2 * c[j] * cout * 9 * h * w
     assert data['gflops_per_f_eval'] * 1e9 == pytest.approx(block + post + up + down, rel=1e-6)
+
+
+def test_bench_solver_runs_a_checkpoint_on_a_street_clip(tmp_path):
+    from streamdeq_ros.model.checkpoint import save_checkpoint
+    from streamdeq_ros.model.mdeq import get_config
+    from streamdeq_ros.model.network import StreamDEQNet
+    net = StreamDEQNet(get_config('tiny'), {'segmentation': {'num_classes': 8}}).eval()
+    ckpt = str(tmp_path / 'm.pt')
+    save_checkpoint(ckpt, net, {'config': get_config('tiny').to_dict(),
+                                'heads': {'segmentation': {'num_classes': 8}}})
+    path = tmp_path / 'out.json'
+    out = subprocess.run([BIN, 'bench', 'solver', '--checkpoint', ckpt, '--height', '64',
+                          '--width', '64', '--frames', '3', '--max-iters', '4', '--repeats', '2',
+                          '--json', str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(path.read_text())
+    assert data['weights'] == ckpt and data['sequence'] == 'generated street clip'
+    assert all(0 <= data[k] <= 2 for k in ('cold_frames_reached', 'warm_frames_reached'))
+    assert len(data['warm_final_residual_per_frame']) == 2
