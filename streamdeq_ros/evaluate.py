@@ -7,8 +7,9 @@ through the same :class:`~streamdeq_ros.stream.StreamSession` the ROS node uses.
 single-frame baseline runs N iterations from zeros on frame n alone (N = 20 for UR/SUR, the
 Broyden threshold for IL). Offset t = 0 is the single-frame result with M iterations.
 
-Frames per second are measured in the same run: one stream of batch size 1 at M iterations per
-frame, everything included (injection, solver, head, arg-max).
+Frames per second are measured in the same run, after the accuracy runs: one stream of batch
+size 1 at M iterations per frame, everything included (injection, solver, head, arg-max),
+interleaved over models and repeated ``--fps-repeats`` times; the median is reported.
 
 Outputs in ``--out``: ``results.json``, ``curves.csv`` (model, M, offset, mIoU),
 ``per_class.csv``, ``table.md`` (model x M -> mIoU at the largest offset and frames/s, plus the
@@ -208,9 +209,10 @@ def table_markdown(results: Dict) -> str:
         cells.append('%.1f / %.1f (N=%d)' % (100 * b['miou'], r['fps']['baseline'], b['iters']))
         rows.append('| %s | %s | %s |' % (name, r['solver'], ' | '.join(cells)))
     note = ('\nmIoU (%%) at offset %d (streamed from zeros %d frames before the labelled frame) '
-            'over %d held-out clips of %dx%d; frames/s of one stream, batch 1, %s.\n'
+            'over %d held-out clips of %dx%d; frames/s of one stream, batch 1, %s, median of %d '
+            'interleaved timing rounds.\n'
             % (int(off), int(off), results['clips'], results['width'], results['height'],
-               results['device']))
+               results['device'], results.get('fps_repeats', 1)))
     return head + '\n'.join(rows) + '\n' + note
 
 
@@ -219,6 +221,7 @@ def plot_curves(results: Dict, path: str):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     models = json.loads(json.dumps(results))['models']
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False,
                              sharey=True)
@@ -233,9 +236,10 @@ def plot_curves(results: Dict, path: str):
                    label='single-frame N=%d' % b['iters'])
         ax.set_title('%s (%s)' % (name, r['solver']))
         ax.set_xlabel('offset t (frames streamed before the labelled one)')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc='lower right')
     axes[0][0].set_ylabel('mIoU (%)')
-    axes[0][-1].legend(fontsize=8, loc='lower right')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -319,6 +323,8 @@ def add_arguments(p):
     p.add_argument('--offsets', default='0-19', help='offsets t, e.g. 0-19 or 0,5,19')
     p.add_argument('--batch-size', type=int, default=16, help='clips per solve')
     p.add_argument('--fps-frames', type=int, default=30, help='frames timed per M')
+    p.add_argument('--fps-repeats', type=int, default=3,
+                   help='timing rounds (interleaved over models; the median is reported)')
     p.add_argument('--seed', type=int, default=0, help='data seed (held-out split)')
     p.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
@@ -363,14 +369,24 @@ def run(args) -> int:
     for name, (net, card, solver, n, path) in nets.items():
         r = stream_scores(net, clips, args.iters, offsets, solver, classes, n,
                           batch_size=args.batch_size)
-        r['fps'] = {str(m): measure_fps(net, clips[0], m, solver, args.fps_frames)
-                    for m in args.iters}
-        r['fps']['baseline'] = measure_fps(net, clips[0], n, solver, args.fps_frames)
         r.update({'solver': solver, 'checkpoint': path, 'variant': card.get('variant')})
         results['models'][name] = r
         print('%s (%s): single-frame N=%d mIoU %.3f; streamed at offset %d: %s' % (
             name, solver, n, r['baseline']['miou'], max(offsets), ', '.join(
                 'M=%d %.3f' % (m, r['curves'][str(m)][max(offsets)]) for m in args.iters)))
+    # Timing last, interleaved over models and repeated: a slow spell of a shared machine
+    # then hits every model alike, and the median of the repeats is reported.
+    runs = [(name, str(m), m) for name in nets for m in args.iters]
+    runs += [(name, 'baseline', nets[name][3]) for name in nets]
+    times = {(name, key): [] for name, key, _ in runs}
+    for _ in tqdm(range(args.fps_repeats), desc='frames/s', unit='round'):
+        for name, key, m in runs:
+            times[(name, key)].append(measure_fps(nets[name][0], clips[0], m, nets[name][2],
+                                                  args.fps_frames))
+    for name, key, _ in runs:
+        results['models'][name].setdefault('fps', {})[key] = float(
+            np.median(times[(name, key)]))
+    results['fps_repeats'] = args.fps_repeats
     paths = write_reports(results, args.out)
     if args.readme:
         update_readme(args.readme, table_markdown(results),
