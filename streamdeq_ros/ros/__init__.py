@@ -1,0 +1,1 @@
+"""The ROS 2 layer: message conversion, nodes. Only this package imports rclpy."""
