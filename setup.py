@@ -27,6 +27,7 @@ setup(
     entry_points={
         'console_scripts': [
             'streamdeq = streamdeq_ros.cli:main',
+            'streamdeq_video_source = streamdeq_ros.ros.video_source:main',
         ],
     },
 )
