@@ -1,0 +1,369 @@
+"""``streamdeq_node``: the StreamSession as a ROS 2 lifecycle node (cameras in, segmentation out).
+
+Each camera topic gets its own :class:`~streamdeq_ros.stream.StreamSession` on the model's
+device. Subscriptions only keep the newest frame per camera (a frame replaced before it was
+processed is counted as skipped); a worker thread runs the model, so a fast camera never builds
+a backlog. Every output carries the input frame's header unchanged. The model math lives in
+:mod:`streamdeq_ros.pipeline`; this module converts, calls and publishes.
+"""
+import collections
+import json
+import sys
+import threading
+import time
+from typing import Dict, List, Optional
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+import torch
+from vision_msgs.msg import LabelInfo, VisionClass
+
+from . import params as P
+from .image_conv import compressed_to_rgb, fill_image, image_to_rgb, ImageError
+from ..model.checkpoint import CheckpointError, load_net
+from ..models import bundled_checkpoint
+from ..pipeline import FramePipeline
+from ..stream import IterationBudget, NonFiniteStateError
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                     history=HistoryPolicy.KEEP_LAST)
+
+
+def _descriptor(p: P.Param) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=p.description, read_only=p.read_only)
+    if p.choices:
+        d.additional_constraints = 'one of: ' + ', '.join(p.choices)
+    if p.int_range:
+        d.integer_range = [IntegerRange(from_value=p.int_range[0], to_value=p.int_range[1],
+                                        step=1)]
+    if p.float_range:
+        d.floating_point_range = [FloatingPointRange(from_value=p.float_range[0],
+                                                     to_value=p.float_range[1])]
+    return d
+
+
+def camera_prefix(topic: str, count: int) -> str:
+    """Output namespace of a camera: '' for a single camera, else its topic as a name + '/'."""
+    if count == 1:
+        return ''
+    return topic.strip('/').replace('/', '_') + '/'
+
+
+class _Camera:
+    def __init__(self, topic: str, prefix: str):
+        self.topic, self.prefix = topic, prefix
+        self.session = None
+        self.sub = None
+        self.pending = None
+        self.received = self.processed = self.skipped = self.rejected = 0
+        self.latency = collections.deque(maxlen=200)
+        self.stamps = collections.deque(maxlen=200)
+        self.pubs: Dict[str, object] = {}
+
+
+class StreamDEQNode(LifecycleNode):
+    """Lifecycle node: configure loads the model, activate subscribes, deactivate frees."""
+
+    def __init__(self, **kwargs):
+        """Declare the parameters (see :mod:`streamdeq_ros.ros.params`)."""
+        super().__init__('streamdeq', **kwargs)
+        for p in P.PARAMS:
+            self.declare_parameter(p.name, p.default, _descriptor(p))
+        self.cfg = {p.name: self.get_parameter(p.name).value for p in P.PARAMS}
+        self.add_on_set_parameters_callback(self._on_set)
+        self.pipeline: Optional[FramePipeline] = None
+        self.cams: List[_Camera] = []
+        self.cond = threading.Condition()
+        self.worker = None
+        self.running = False
+        self.active = False
+        self.card = None
+        self.device = None
+        self._last_warn = 0.0
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _on_set(self, changes) -> SetParametersResult:
+        configured = self.pipeline is not None
+        for c in changes:
+            value = list(c.value) if isinstance(c.value, (list, tuple)) or \
+                type(c.value).__name__ == 'array' else c.value
+            reason = P.validate(c.name, value, configured=configured)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        new = dict(self.cfg)
+        new.update({c.name: c.value for c in changes})
+        try:
+            budget = IterationBudget(new['iters'], new['tol'] or None, new['deadline_ms'])
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        with self.cond:
+            self.cfg = new
+            if self.pipeline is not None:
+                self.pipeline.budget = budget
+                for cam in self.cams:
+                    if cam.session is not None:
+                        cam.session.budget = budget
+                        cam.session.solver = new['solver']
+        return SetParametersResult(successful=True)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        """Validate the start-up parameters, load the model, create publishers."""
+        for name, value in self.cfg.items():
+            reason = P.validate(name, list(value) if name in ('cameras', 'input_size')
+                                else value)
+            if reason:
+                self.get_logger().error('cannot configure: %s' % reason)
+                return TransitionCallbackReturn.FAILURE
+        dev = self.cfg['device']
+        if dev == 'auto':
+            dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+        if dev.startswith('cuda') and not torch.cuda.is_available():
+            self.get_logger().error('cannot configure: device %r requested but CUDA is not '
+                                    'available' % dev)
+            return TransitionCallbackReturn.FAILURE
+        path = self.cfg['checkpoint'] or bundled_checkpoint()
+        try:
+            net, card = load_net(path, dev)
+            size = tuple(self.cfg['input_size']) or None
+            budget = IterationBudget(self.cfg['iters'], self.cfg['tol'] or None,
+                                     self.cfg['deadline_ms'])
+            self.pipeline = FramePipeline(net, card, size, self.cfg['solver'], budget)
+        except (CheckpointError, ValueError) as exc:
+            self.get_logger().error('cannot configure: %s' % exc)
+            return TransitionCallbackReturn.FAILURE
+        self.card, self.device = card, dev
+        topics = list(self.cfg['cameras'])
+        self.cams = [_Camera(t, camera_prefix(t, len(topics))) for t in topics]
+        for cam in self.cams:
+            for stage in ('', 'partial/'):
+                base = '~/' + stage + cam.prefix + 'segmentation/'
+                cam.pubs[stage + 'class'] = self.create_publisher(Image, base + 'class_mask', 5)
+                cam.pubs[stage + 'color'] = self.create_publisher(Image, base + 'color_mask', 5)
+            cam.pubs['overlay'] = self.create_publisher(Image, '~/' + cam.prefix + 'overlay', 5)
+        self.label_pub = self.create_publisher(LabelInfo, '~/segmentation/label_info', LATCHED)
+        self.status_pub = self.create_publisher(String, '~/status', 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
+        self.diag_timer = self.create_timer(1.0, self._diagnostics)
+        info = LabelInfo()
+        info.header.stamp = self.get_clock().now().to_msg()
+        info.class_map = [VisionClass(class_id=i, class_name=n)
+                          for i, n in enumerate(self.pipeline.classes)]
+        self.label_pub.publish(info)
+        h, w = self.pipeline.input_size
+        self.get_logger().info('configured: %s on %s, input %dx%d, cameras %s'
+                               % (path, dev, w, h, ', '.join(topics)))
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        """Create one session and one subscription per camera; start the worker."""
+        qos = QoSProfile(depth=self.cfg['input_depth'], history=HistoryPolicy.KEEP_LAST,
+                         durability=DurabilityPolicy.VOLATILE,
+                         reliability=ReliabilityPolicy.BEST_EFFORT
+                         if self.cfg['input_qos'] == 'sensor_data' else
+                         ReliabilityPolicy.RELIABLE)
+        compressed = self.cfg['input_transport'] == 'compressed'
+        for cam in self.cams:
+            cam.session = self.pipeline.new_session(cam.topic)
+            cam.session.solver = self.cfg['solver']
+            topic = cam.topic.rstrip('/') + '/compressed' if compressed else cam.topic
+            cam.sub = self.create_subscription(
+                CompressedImage if compressed else Image, topic,
+                lambda msg, c=cam: self._on_frame(c, msg), qos)
+        self.running = True
+        self.worker = threading.Thread(target=self._work, daemon=True)
+        self.worker.start()
+        self.active = True
+        return super().on_activate(state)
+
+    def _stop(self):
+        self.active = False
+        with self.cond:
+            self.running = False
+            self.cond.notify_all()
+        if self.worker is not None:
+            self.worker.join(timeout=30)
+            self.worker = None
+        for cam in self.cams:
+            if cam.sub is not None:
+                self.destroy_subscription(cam.sub)
+                cam.sub = None
+            cam.session = None
+            cam.pending = None
+        if self.device and self.device.startswith('cuda'):
+            torch.cuda.empty_cache()
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        """Stop processing; free the per-camera states."""
+        self._stop()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        """Free the model and the publishers."""
+        self._stop()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        """Stop everything."""
+        self._stop()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self):
+        for cam in self.cams:
+            for pub in cam.pubs.values():
+                self.destroy_publisher(pub)
+        for pub in (self.label_pub, self.status_pub, self.diag_pub):
+            self.destroy_publisher(pub)
+        self.destroy_service(self.reset_srv)
+        self.destroy_timer(self.diag_timer)
+        self.cams = []
+        self.pipeline = None
+        if self.device and self.device.startswith('cuda'):
+            torch.cuda.empty_cache()
+
+    # -- frames -------------------------------------------------------------------------------
+    def _on_frame(self, cam: _Camera, msg):
+        with self.cond:
+            cam.received += 1
+            if cam.pending is not None:
+                cam.skipped += 1
+            cam.pending = msg
+            self.cond.notify()
+
+    def _work(self):
+        while True:
+            with self.cond:
+                while self.running and not any(c.pending is not None for c in self.cams):
+                    self.cond.wait(timeout=0.5)
+                if not self.running:
+                    return
+                cam = next(c for c in self.cams if c.pending is not None)
+                msg, cam.pending = cam.pending, None
+                cfg = dict(self.cfg)
+            try:
+                self._process(cam, msg, cfg)
+            except Exception as exc:    # noqa: B902 - a frame must never take the node down
+                cam.rejected += 1
+                self._warn('camera %s: frame dropped: %s' % (cam.topic, exc))
+
+    def _warn(self, text: str):
+        now = time.monotonic()
+        if now - self._last_warn > 2.0:
+            self._last_warn = now
+            self.get_logger().warn(text)
+
+    def _publish_mask(self, cam, stage, mask, header):
+        cam.pubs[stage + 'class'].publish(fill_image(Image(), mask, 'mono8', header))
+        cam.pubs[stage + 'color'].publish(
+            fill_image(Image(), self.pipeline.colorize(mask), 'rgb8', header))
+
+    def _process(self, cam: _Camera, msg, cfg):
+        t0 = time.perf_counter()
+        try:
+            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) \
+                else image_to_rgb(msg)
+        except ImageError as exc:
+            cam.rejected += 1
+            self._warn('camera %s: frame rejected: %s' % (cam.topic, exc))
+            return
+        session = cam.session
+        if session is None:
+            return
+        partial_at = [cfg['partial_iters']] if cfg['publish_partial'] else []
+
+        def on_partial(seg):
+            self._publish_mask(cam, 'partial/', seg.mask, msg.header)
+
+        try:
+            result, seg = self.pipeline.process(session, rgb, partial_at=partial_at,
+                                                mask_resolution=cfg['mask_resolution'],
+                                                on_partial=on_partial)
+        except NonFiniteStateError as exc:
+            cam.rejected += 1
+            self._warn('camera %s: %s' % (cam.topic, exc))
+            return
+        self._publish_mask(cam, '', seg.mask, msg.header)
+        if cam.pubs['overlay'].get_subscription_count() > 0:
+            cam.pubs['overlay'].publish(fill_image(
+                Image(), self.pipeline.overlay(rgb, seg.mask), 'rgb8', msg.header))
+        latency = (time.perf_counter() - t0) * 1e3
+        cam.processed += 1
+        cam.latency.append(latency)
+        cam.stamps.append(time.monotonic())
+        self.status_pub.publish(String(data=json.dumps({
+            'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
+            'frame_id': msg.header.frame_id, 'iters': result.iters,
+            'final_residual': result.final_residual, 'latency_ms': round(latency, 3),
+            'warm': result.warm, 'reset': result.reset, 'stage': 'refined',
+            'partials': [p.iteration for p in result.partials]})))
+
+    def _on_reset(self, request, response):
+        with self.cond:
+            for cam in self.cams:
+                if cam.session is not None:
+                    cam.session.reset()
+        response.success = True
+        response.message = 'reset %d camera state(s)' % len(self.cams)
+        return response
+
+    def _diagnostics(self):
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        for cam in self.cams:
+            st = DiagnosticStatus(name='streamdeq: %s' % cam.topic, hardware_id=self.device or '')
+            lat = np.asarray(cam.latency) if cam.latency else np.zeros(1)
+            span = cam.stamps[-1] - cam.stamps[0] if len(cam.stamps) > 1 else 0.0
+            fps = (len(cam.stamps) - 1) / span if span > 0 else 0.0
+            s = cam.session.stats if cam.session is not None else None
+            values = {'fps': '%.2f' % fps, 'latency_p50_ms': '%.2f' % np.percentile(lat, 50),
+                      'latency_p95_ms': '%.2f' % np.percentile(lat, 95),
+                      'received': cam.received, 'processed': cam.processed,
+                      'skipped': cam.skipped, 'rejected': cam.rejected,
+                      'resets': s.resets if s else 0,
+                      'nonfinite_resets': s.nonfinite_resets if s else 0,
+                      'iters': self.cfg['iters'], 'active': self.active}
+            if self.device and self.device.startswith('cuda'):
+                values['device_memory_mb'] = '%.1f' % (torch.cuda.memory_allocated() / 2 ** 20)
+            st.level = DiagnosticStatus.OK if cam.rejected == 0 else DiagnosticStatus.WARN
+            st.message = 'active' if self.active else 'inactive'
+            st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+            arr.status.append(st)
+        self.diag_pub.publish(arr)
+
+
+def main(args=None) -> int:
+    """Run the node; with ``autostart`` it configures and activates itself."""
+    rclpy.init(args=args)
+    node = StreamDEQNode()
+    code = 0
+    try:
+        if node.cfg['autostart']:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                code = 1
+            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                code = 1
+        if code == 0:
+            rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

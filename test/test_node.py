@@ -1,0 +1,147 @@
+"""The streamdeq node as a real process over DDS: outputs, live parameters, bad frames, exit."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+import pytest
+import rclpy
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from vision_msgs.msg import LabelInfo
+
+from streamdeq_ros.data.street import StreetClip
+from streamdeq_ros.ros.image_conv import fill_image, image_view
+
+BIN = os.path.join(os.path.dirname(sys.executable), 'streamdeq_node')
+CAM = '/node_test/cam'
+
+
+@pytest.fixture(scope='module')
+def ros():
+    node_proc = subprocess.Popen([BIN, '--ros-args', '-p', 'cameras:=[%s]' % CAM,
+                                  '-p', 'partial_iters:=1', '-p', 'iters:=3'],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rclpy.init()
+    client = Node('node_test_client')
+    got = {'class': [], 'partial': [], 'status': [], 'diag': []}
+    client.create_subscription(Image, '/streamdeq/segmentation/class_mask',
+                               got['class'].append, 50)
+    client.create_subscription(Image, '/streamdeq/partial/segmentation/class_mask',
+                               got['partial'].append, 50)
+    client.create_subscription(String, '/streamdeq/status',
+                               lambda m: got['status'].append(json.loads(m.data)), 50)
+    client.create_subscription(DiagnosticArray, '/diagnostics', got['diag'].append, 50)
+    pub = client.create_publisher(Image, CAM, 10)
+    yield client, pub, got, node_proc
+    client.destroy_node()
+    rclpy.try_shutdown()
+    if node_proc.poll() is None:
+        node_proc.send_signal(signal.SIGINT)
+        node_proc.wait(timeout=30)
+
+
+def _spin_until(client, cond, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        rclpy.spin_once(client, timeout_sec=0.05)
+    return cond()
+
+
+def _frame(t, sec):
+    rgb = StreetClip(5, 100, 180)[t][0]
+    msg = fill_image(Image(), rgb, 'rgb8')
+    msg.header.frame_id = 'cam_optical'
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 123
+    return msg
+
+
+def _send(client, pub, got, msg, timeout=60.0):
+    """Publish until the node answers this stamp (the first frames wait for discovery)."""
+    key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pub.publish(msg)
+        if _spin_until(client, lambda: any(tuple(s['stamp']) == key for s in got['status']),
+                       timeout=2.0):
+            return next(s for s in got['status'] if tuple(s['stamp']) == key)
+    raise AssertionError('no answer for frame %s' % (key,))
+
+
+def test_frames_give_partial_and_refined_masks_with_the_input_header(ros):
+    client, pub, got, _ = ros
+    for t in range(3):
+        status = _send(client, pub, got, _frame(t, 100 + t))
+        assert status['iters'] == 3 and status['partials'] == [1]
+    assert _spin_until(client, lambda: len(got['partial']) >= 3 and len(got['class']) >= 3)
+    for stream in ('class', 'partial'):
+        for t in range(3):
+            m = next(x for x in got[stream] if x.header.stamp.sec == 100 + t)
+            assert m.header.frame_id == 'cam_optical' and m.header.stamp.nanosec == 123
+            assert (m.encoding, m.height, m.width, m.step) == ('mono8', 100, 180, 180)
+            assert image_view(m).max() < 8
+    # a subscriber that arrives late still gets the class map (transient local)
+    labels = []
+    client.create_subscription(LabelInfo, '/streamdeq/segmentation/label_info', labels.append,
+                               QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                          durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    assert _spin_until(client, lambda: labels, timeout=20)
+    assert [c.class_name for c in labels[0].class_map][:2] == ['road', 'sidewalk']
+
+
+def test_iters_changes_live_and_invalid_values_are_refused(ros):
+    client, pub, got, _ = ros
+    params = AsyncParameterClient(client, 'streamdeq')
+    assert params.wait_for_services(timeout_sec=20)
+
+    def set_(name, value):
+        fut = params.set_parameters([Parameter(name, value=value)])
+        rclpy.spin_until_future_complete(client, fut, timeout_sec=20)
+        return fut.result().results[0]
+
+    assert set_('iters', 1).successful
+    assert _send(client, pub, got, _frame(5, 200))['iters'] == 1
+    bad = set_('iters', 0)
+    assert not bad.successful and 'out of range' in bad.reason       # the descriptor's range
+    bad = set_('solver', 'newton')
+    assert not bad.successful and 'solver must be one of unroll, broyden' in bad.reason
+    ro = set_('checkpoint', 'other.pt')
+    assert not ro.successful and 'read-only' in ro.reason
+    assert _send(client, pub, got, _frame(6, 201))['iters'] == 1
+
+
+def test_bad_frames_are_dropped_and_counted_and_good_ones_answered(ros):
+    client, pub, got, proc = ros
+    good = _frame(7, 300)
+    bads = []
+    for mutate in (lambda m: setattr(m, 'encoding', '32FC1'),
+                   lambda m: setattr(m, 'step', 10),
+                   lambda m: setattr(m, 'data', bytes(m.data)[:100]),
+                   lambda m: (setattr(m, 'width', 0), setattr(m, 'data', b''))):
+        m = _frame(7, 0)
+        mutate(m)
+        bads.append(m)
+    for i, bad in enumerate(bads):
+        pub.publish(bad)
+        _spin_until(client, lambda: False, timeout=0.3)
+        good.header.stamp.sec = 300 + i
+        _send(client, pub, got, good)
+    assert proc.poll() is None
+    got['diag'].clear()
+    assert _spin_until(client, lambda: got['diag'], timeout=10)
+    values = {kv.key: kv.value for kv in got['diag'][-1].status[0].values}
+    assert int(values['rejected']) == 4
+    assert int(values['processed']) == len(got['status']) >= 9     # every good frame answered
+
+
+def test_sigint_exits_cleanly(ros):
+    _, _, _, proc = ros
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
