@@ -3,12 +3,6 @@ import argparse
 import sys
 
 
-def _demo(args) -> int:
-    print('streamdeq demo: not yet available. The ROS 2 node and the demo on the bundled clip '
-          'come with the node issue (#4); until then try `streamdeq bench solver --help`.')
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with all subcommands."""
     parser = argparse.ArgumentParser(
@@ -38,10 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     eval_mod.add_arguments(evaluate)
     evaluate.set_defaults(func=eval_mod.run)
 
-    demo = sub.add_parser('demo', help='run node + video source on the bundled clip',
-                          description='Run the node and a video source on the bundled clip '
-                                      '(not yet available).')
-    demo.set_defaults(func=_demo)
+    from . import demo as demo_mod
+    demo = sub.add_parser('demo', help='node + video source as processes, iters switched live',
+                          description=demo_mod.__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo_mod.add_arguments(demo)
+    demo.set_defaults(func=demo_mod.run)
     return parser
 
 

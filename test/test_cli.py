@@ -1,4 +1,5 @@
 """The ``streamdeq`` entry point: subcommands, --help, and the solver benchmark's output."""
+import csv
 import json
 import os
 import subprocess
@@ -20,9 +21,21 @@ def test_help_exits_zero(argv, capsys):
     assert 'usage: streamdeq' in capsys.readouterr().out
 
 
-def test_demo_says_not_yet_and_exits_zero():
-    out = subprocess.run([BIN, 'demo'], capture_output=True, text=True)
-    assert out.returncode == 0 and 'not yet available' in out.stdout
+def test_demo_runs_node_and_source_and_switches_iters(tmp_path):
+    out = subprocess.run([BIN, 'demo', '--frames', '24', '--fps', '12', '--iters', '3',
+                          '--switch-to', '1', '--out', str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'switched iters 3 -> 1' in out.stdout
+    with open(tmp_path / 'frames.csv') as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= 20
+    iters = [int(r['iters']) for r in rows]
+    switch = iters.index(1)
+    assert set(iters[:switch]) == {3} and set(iters[switch:]) == {1}
+    assert all(float(r['latency_ms']) > 0 for r in rows)
+    assert (tmp_path / 'overlay.mp4').stat().st_size > 1000
+    assert (tmp_path / 'latency_iters.png').stat().st_size > 1000
 
 
 def test_unknown_subcommand_is_refused(capsys):

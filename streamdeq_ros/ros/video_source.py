@@ -5,7 +5,8 @@ source's frame rate (or ``fps``), looping, with ``header.stamp`` = the time of p
 ``header.frame_id`` = ``frame_id``. ``source`` is a video file (anything OpenCV/FFmpeg reads), a
 folder of images (sorted), or ``generated[:SEED]``: 60-frame clips of the project's street
 generator, one after another (so every 60 frames there is a hard cut to a new scene).
-``max_frames`` > 0 makes the node exit (code 0) after that many frames.
+``max_frames`` > 0 makes the node exit (code 0) after that many frames;
+``wait_for_subscribers`` holds the first frame until that many subscribers are matched.
 """
 import itertools
 import sys
@@ -13,6 +14,7 @@ import sys
 import cv2
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -56,8 +58,12 @@ class VideoSource(Node):
             description='generated frames: width; files: resize to it unless 0', **ro))
         self.declare_parameter('height', 128, ParameterDescriptor(
             description='generated frames: height; files: resize to it unless 0', **ro))
+        self.declare_parameter('wait_for_subscribers', 0, ParameterDescriptor(
+            description='start publishing once this many subscribers are matched (0: at once)',
+            integer_range=[IntegerRange(from_value=0, to_value=1000, step=1)], **ro))
         p = {n: self.get_parameter(n).value for n in
-             ('source', 'fps', 'loop', 'frame_id', 'max_frames', 'width', 'height')}
+             ('source', 'fps', 'loop', 'frame_id', 'max_frames', 'width', 'height',
+              'wait_for_subscribers')}
         self.params = p
         self.sent = 0
         self.done = False
@@ -89,6 +95,9 @@ class VideoSource(Node):
             return next(self._frames, None)
 
     def _tick(self):
+        if self.sent == 0 and self.pub.get_subscription_count() < \
+                self.params['wait_for_subscribers']:
+            return
         frame = self._next()
         if frame is None:
             self.done = True
@@ -114,7 +123,7 @@ def main(args=None) -> int:
         while rclpy.ok() and not node.done:
             rclpy.spin_once(node, timeout_sec=0.1)
         return 0
-    except (DatasetFormatError, ValueError) as exc:
+    except (DatasetFormatError, ValueError, InvalidParameterTypeException) as exc:
         print('streamdeq_video_source: %s' % exc, file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
