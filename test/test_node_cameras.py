@@ -1,0 +1,132 @@
+"""The node with two cameras, the reset service, the lifecycle round trip, compressed input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+import pytest
+import rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from streamdeq_ros.data.street import StreetClip
+from streamdeq_ros.ros.image_conv import fill_image
+
+BIN = os.path.join(os.path.dirname(sys.executable), 'streamdeq_node')
+
+
+def _start(args):
+    return subprocess.Popen([BIN, '--ros-args'] + args, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _spin_until(node, cond, timeout):
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    return cond()
+
+
+def _call(node, client, request):
+    assert client.wait_for_service(timeout_sec=30)
+    fut = client.call_async(request)
+    rclpy.spin_until_future_complete(node, fut, timeout_sec=30)
+    return fut.result()
+
+
+class _Client:
+    def __init__(self, name):
+        self.node = Node(name)
+        self.status = []
+        self.node.create_subscription(String, '/streamdeq/status',
+                                      lambda m: self.status.append(json.loads(m.data)), 100)
+
+    def send(self, pub, msg, timeout=30.0, expect=True):
+        key = [msg.header.stamp.sec, msg.header.stamp.nanosec]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pub.publish(msg)
+            if _spin_until(self.node, lambda: any(s['stamp'] == key for s in self.status),
+                           1.5 if expect else timeout):
+                return next(s for s in self.status if s['stamp'] == key)
+            if not expect:
+                return None
+        raise AssertionError('no answer for %s' % key)
+
+
+def _img(clip, t, sec):
+    msg = fill_image(Image(), clip[t][0], 'rgb8')
+    msg.header.stamp.sec = sec
+    return msg
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def test_two_cameras_keep_independent_states_and_reset(ros):
+    proc = _start(['-p', 'cameras:=[/mc/a, /mc/b]', '-p', 'iters:=1',
+                   '-p', 'publish_partial:=false'])
+    c = _Client('mc_client')
+    try:
+        pa = c.node.create_publisher(Image, '/mc/a', 10)
+        pb = c.node.create_publisher(Image, '/mc/b', 10)
+        cut_a = StreetClip(11, 96, 192, cut_at=2)
+        smooth_b = StreetClip(12, 96, 192)
+        trace_with_a = []
+        for t in range(5):
+            c.send(pa, _img(cut_a, t, 1000 + t))
+            trace_with_a.append(c.send(pb, _img(smooth_b, t, 2000 + t))['final_residual'])
+        reset = _call(c.node, c.node.create_client(Trigger, '/streamdeq/reset'),
+                      Trigger.Request())
+        assert reset.success and 'reset 2' in reset.message
+        trace_alone = [c.send(pb, _img(smooth_b, t, 3000 + t))['final_residual']
+                       for t in range(5)]
+        assert trace_alone == pytest.approx(trace_with_a, rel=1e-4)
+        cams = {s['camera'] for s in c.status}
+        assert cams == {'/mc/a', '/mc/b'}
+    finally:
+        c.node.destroy_node()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_lifecycle_round_trip_and_compressed_input(ros):
+    proc = _start(['-p', 'cameras:=[/lc/cam]', '-p', 'input_transport:=compressed'])
+    c = _Client('lc_client')
+    try:
+        pub = c.node.create_publisher(CompressedImage, '/lc/cam/compressed', 10)
+        ok, jpg = cv2.imencode('.jpg', StreetClip(3, 96, 192)[0][0][..., ::-1])
+        assert ok
+        m = CompressedImage(format='jpeg', data=jpg.tobytes())
+        m.header.frame_id, m.header.stamp.sec = 'lc', 10
+        assert c.send(pub, m)['frame_id'] == 'lc'
+        change = c.node.create_client(ChangeState, '/streamdeq/change_state')
+        get = c.node.create_client(GetState, '/streamdeq/get_state')
+        deact = ChangeState.Request()
+        deact.transition.id = Transition.TRANSITION_DEACTIVATE
+        assert _call(c.node, change, deact).success
+        assert _call(c.node, get, GetState.Request()).current_state.id == \
+            State.PRIMARY_STATE_INACTIVE
+        m.header.stamp.sec = 11
+        assert c.send(pub, m, timeout=3.0, expect=False) is None     # inactive: no answer
+        act = ChangeState.Request()
+        act.transition.id = Transition.TRANSITION_ACTIVATE
+        assert _call(c.node, change, act).success
+        m.header.stamp.sec = 12
+        status = c.send(pub, m)
+        assert status['warm'] is False            # the state was freed on deactivate
+    finally:
+        c.node.destroy_node()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
