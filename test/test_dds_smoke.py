@@ -77,4 +77,9 @@ def test_two_processes_exchange_detections_and_images():
     finally:
         rclpy.try_shutdown()
         child.terminate()
-        assert child.wait(timeout=20) == 0, 'echo process did not exit cleanly on SIGTERM'
+        t0 = time.monotonic()
+        try:
+            rc = child.wait(timeout=60)
+        finally:
+            print('echo exit took %.1f s' % (time.monotonic() - t0))
+        assert rc == 0, 'echo process did not exit cleanly on SIGTERM'
