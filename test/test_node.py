@@ -162,7 +162,8 @@ def test_bad_frames_are_dropped_and_counted_and_good_ones_answered(ros):
     for mutate in (lambda m: setattr(m, 'encoding', '32FC1'),
                    lambda m: setattr(m, 'step', 10),
                    lambda m: setattr(m, 'data', bytes(m.data)[:100]),
-                   lambda m: (setattr(m, 'width', 0), setattr(m, 'data', b''))):
+                   lambda m: (setattr(m, 'width', 0), setattr(m, 'data', b'')),
+                   lambda m: (setattr(m, 'width', 100000), setattr(m, 'height', 100000))):
         m = _frame(7, 0)
         mutate(m)
         bads.append(m)
@@ -175,7 +176,7 @@ def test_bad_frames_are_dropped_and_counted_and_good_ones_answered(ros):
     got['diag'].clear()
     assert _spin_until(client, lambda: got['diag'], timeout=10)
     values = {kv.key: kv.value for kv in got['diag'][-1].status[0].values}
-    assert int(values['rejected']) == 4
+    assert int(values['rejected']) == 5
     assert int(values['processed']) == len(got['status'])         # every good frame answered
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 import cv2
+from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import pytest
@@ -111,6 +112,17 @@ def test_lifecycle_round_trip_and_compressed_input(ros):
         m = CompressedImage(format='jpeg', data=jpg.tobytes())
         m.header.frame_id, m.header.stamp.sec = 'lc', 10
         assert c.send(pub, m)['frame_id'] == 'lc'
+        corrupt = CompressedImage(format='jpeg', data=jpg.tobytes()[:200] + b'\x00' * 50)
+        corrupt.header.stamp.sec = 9
+        pub.publish(corrupt)
+        _spin_until(c.node, lambda: False, 0.5)
+        m.header.stamp.sec = 13
+        assert c.send(pub, m)['frame_id'] == 'lc'                     # still alive
+        assert not any(s['stamp'][0] == 9 for s in c.status)         # the corrupt one dropped
+        diags = []
+        c.node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
+        assert _spin_until(c.node, lambda: diags, 10)
+        assert {kv.key: kv.value for kv in diags[-1].status[0].values}['rejected'] == '1'
         change = c.node.create_client(ChangeState, '/streamdeq/change_state')
         get = c.node.create_client(GetState, '/streamdeq/get_state')
         deact = ChangeState.Request()
