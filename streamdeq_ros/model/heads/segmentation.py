@@ -30,3 +30,9 @@ class SegmentationHead(nn.Module):
         feats = [z[0]] + [F.interpolate(t, size=(h, w), mode='bilinear', align_corners=True)
                           for t in z[1:]]
         return self.last_layer(torch.cat(feats, dim=1))
+
+
+def class_ids(logits: torch.Tensor, size) -> torch.Tensor:
+    """Class ids (N, H, W) at ``size``: bilinear upsampling of the logits, then arg-max."""
+    return F.interpolate(logits, size=tuple(size), mode='bilinear',
+                         align_corners=False).argmax(1)

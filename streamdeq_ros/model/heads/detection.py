@@ -1,0 +1,88 @@
+"""Faster R-CNN + FPN over the MDEQ fixed point, from torchvision's parts.
+
+The paper replaces Faster R-CNN's ResNet with MDEQ and sets the FPN's input channels to MDEQ's.
+Here the backbone's state comes from the :class:`~streamdeq_ros.stream.StreamSession` (warm
+started across frames), so the head starts from that state: the only code written here is the
+adapter that names the MDEQ scales as FPN levels. The FPN, anchor generator, RPN, RoIAlign
+(``MultiScaleRoIAlign``), box head, box predictor and NMS are torchvision's.
+
+Boxes are ``x1, y1, x2, y2`` in pixels of the network input; label 0 is the background, label
+``i >= 1`` is ``classes[i - 1]`` of the model card.
+"""
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+
+Detections = List[Dict[str, torch.Tensor]]
+
+#: anchor aspect ratios (height / width): cars are wide, pedestrians tall
+ASPECT_RATIOS = (0.4, 1.0, 2.2)
+
+
+def mdeq_to_fpn_levels(z: Sequence[torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+    """Name the MDEQ scales (finest first) as FPN input levels '0', '1', ..."""
+    return OrderedDict((str(i), t) for i, t in enumerate(z))
+
+
+class DetectionHead(nn.Module):
+    """FPN (input channels = MDEQ's) -> RPN -> RoIAlign -> box head, all torchvision."""
+
+    def __init__(self, num_channels: Sequence[int], stride: int, num_classes: int,
+                 fpn_channels: int = 32, representation: int = 128,
+                 anchor_scale: float = 3.0):
+        """Build for branch widths ``num_channels``; ``stride`` = input pixels per z[0] cell.
+
+        ``num_classes`` counts the object classes without the background. Anchor sizes are
+        ``anchor_scale`` times each level's stride.
+        """
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.stride = int(stride)
+        levels = len(num_channels)
+        self.fpn = FeaturePyramidNetwork(list(num_channels), fpn_channels)
+        sizes = tuple((int(round(anchor_scale * stride * 2 ** i)),) for i in range(levels))
+        anchors = AnchorGenerator(sizes, (ASPECT_RATIOS,) * levels)
+        self.rpn = RegionProposalNetwork(
+            anchors, RPNHead(fpn_channels, len(ASPECT_RATIOS)),
+            fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=128,
+            positive_fraction=0.5, pre_nms_top_n={'training': 600, 'testing': 300},
+            post_nms_top_n={'training': 300, 'testing': 100}, nms_thresh=0.7)
+        names = [str(i) for i in range(levels)]
+        self.roi_heads = RoIHeads(
+            MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2),
+            TwoMLPHead(fpn_channels * 7 * 7, representation),
+            FastRCNNPredictor(representation, self.num_classes + 1),
+            fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=128,
+            positive_fraction=0.25, bbox_reg_weights=None, score_thresh=0.05,
+            nms_thresh=0.5, detections_per_img=50)
+
+    def image_size(self, z: Sequence[torch.Tensor]) -> Tuple[int, int]:
+        """Return the network input size (H, W) that produced the state ``z``."""
+        h, w = z[0].shape[-2:]
+        return int(h) * self.stride, int(w) * self.stride
+
+    def forward(self, z: Sequence[torch.Tensor], targets: Optional[Detections] = None
+                ) -> Tuple[Detections, Dict[str, torch.Tensor]]:
+        """Return (per-image ``{'boxes', 'labels', 'scores'}``, losses).
+
+        In training mode ``targets`` (per image ``{'boxes' (K, 4) float, 'labels' (K,) int64}``)
+        are required and the losses of the RPN and the box head are returned.
+        """
+        n = z[0].shape[0]
+        size = self.image_size(z)
+        # the anchor generator reads only the batch's size, dtype and device: a stride-0 view
+        images = ImageList(z[0].new_zeros(()).expand(n, 3, *size), [size] * n)
+        feats = self.fpn(mdeq_to_fpn_levels(z))
+        proposals, rpn_losses = self.rpn(images, feats, targets)
+        detections, box_losses = self.roi_heads(feats, proposals, images.image_sizes, targets)
+        losses = dict(rpn_losses)
+        losses.update(box_losses)
+        return detections, losses

@@ -1,0 +1,131 @@
+"""Detection (torchvision Faster R-CNN + FPN) and pose heads on the MDEQ state; their targets."""
+import numpy as np
+import pytest
+import torch
+
+from streamdeq_ros.data import street
+from streamdeq_ros.data.clips import DET_CLASSES, flip_targets, frame_targets, StreetStills
+from streamdeq_ros.model.heads.detection import mdeq_to_fpn_levels
+from streamdeq_ros.model.heads.pose import CROP_ASPECT, crop_boxes, decode_heatmaps, \
+    gaussian_targets
+from streamdeq_ros.model.mdeq import get_config
+from streamdeq_ros.model.network import StreamDEQNet
+from streamdeq_ros.train import head_specs, task_losses
+
+TASKS = ['segmentation', 'detection', 'pose']
+
+
+@pytest.fixture(scope='module')
+def net():
+    specs = head_specs(TASKS, street.CLASSES, street.PALETTE.tolist())
+    return StreamDEQNet(get_config('tiny'), specs)
+
+
+def _batch(net, n=2):
+    items = [StreetStills(8, 96, 192, targets=True)[i] for i in (0, 2)][:n]
+    x = net.normalize(torch.stack([it[0] for it in items]))
+    return x, torch.stack([it[1] for it in items]), [it[2] for it in items]
+
+
+def _state(net, x, iters=2):
+    u = net.backbone.inject(x)
+    z = net.backbone.zeros(u)
+    for _ in range(iters):
+        z = net.backbone.f(z, u)
+    return z
+
+
+def test_the_fpn_reads_every_mdeq_scale_in_order(net):
+    z = _state(net.eval(), torch.randn(1, 3, 96, 192))
+    levels = mdeq_to_fpn_levels(z)
+    assert list(levels) == ['0', '1', '2', '3'] and levels['2'] is z[2]
+    head = net.heads['detection']
+    assert head.image_size(z) == (96, 192)
+    # the FPN's input channels are MDEQ's (the paper's only change to Faster R-CNN + FPN)
+    assert [b[0].in_channels for b in head.fpn.inner_blocks] == \
+        list(get_config('tiny').num_channels)
+
+
+def test_training_losses_reach_the_backbone_through_the_shared_state(net):
+    net.train()
+    x, masks, targets = _batch(net)
+    assert sum(len(t['boxes']) for t in targets) > 0
+    assert sum(len(t['person_boxes']) for t in targets) > 0
+    z = _state(net, x)
+    losses = task_losses(net, z, masks, targets, pose_weight=100.0)
+    assert set(losses) == {'seg', 'loss_objectness', 'loss_rpn_box_reg', 'loss_classifier',
+                           'loss_box_reg', 'pose'}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    net.zero_grad()
+    (losses['loss_classifier'] + losses['pose']).backward()
+    grad = net.backbone.fullstage.parameters().__next__().grad
+    assert grad is not None and grad.abs().sum() > 0
+    assert net.heads['segmentation'].last_layer[0].weight.grad is None   # not in that sum
+    net.eval()
+
+
+def test_inference_gives_boxes_in_the_image_and_keypoints_per_person(net):
+    net.eval()
+    x, _, targets = _batch(net)
+    with torch.inference_mode():
+        z = _state(net, x)
+        p = net.perceive(z, score_threshold=0.0)
+        given = net.perceive(z, heads=['pose'], person_boxes=[t['person_boxes']
+                                                              for t in targets])
+    assert p.seg_logits.shape == (2, len(street.CLASSES), 24, 48)
+    for d, keep in zip(p.detections, p.person_index):
+        assert d['boxes'].shape[1] == 4 and len(d['boxes']) <= 50
+        assert (d['boxes'][:, :2] >= 0).all() and (d['boxes'][:, 2] <= 192).all()
+        assert set(d['labels'].tolist()) <= {1, 2}
+        assert (d['labels'][keep] == net.person_label).all()
+    assert [k.shape[0] for k in p.keypoints] == [len(k) for k in p.person_index]
+    assert [k.shape for k in given.keypoints] == [(len(t['person_boxes']), 16, 3)
+                                                  for t in targets]
+    assert given.detections is None and given.seg_logits is None
+    with pytest.raises(ValueError, match='person boxes'):
+        net.perceive(z, heads=['pose'])
+
+
+def test_heatmap_targets_decode_back_to_the_joints():
+    boxes = torch.tensor([[20.0, 10.0, 34.0, 50.0], [100.0, 30.0, 112.0, 62.0]])
+    crops = crop_boxes(boxes)
+    w = crops[:, 2] - crops[:, 0]
+    h = crops[:, 3] - crops[:, 1]
+    assert torch.allclose(w / h, torch.full((2,), CROP_ASPECT))
+    assert (crops[:, :2] <= boxes[:, :2]).all() and (crops[:, 2:] >= boxes[:, 2:]).all()
+    g = torch.Generator().manual_seed(0)
+    kp = torch.zeros(2, 16, 3)
+    size = boxes[:, 2:] - boxes[:, :2]
+    kp[..., :2] = boxes[:, None, :2] + torch.rand(2, 16, 2, generator=g) * size[:, None]
+    kp[..., 2] = 2
+    kp[0, 3, 2] = 0                                       # not annotated: weight 0
+    heat, weight = gaussian_targets(kp, crops, (32, 24))
+    assert heat.shape == (2, 16, 32, 24) and weight[0, 3] == 0 and weight.sum() == 31
+    out = decode_heatmaps(heat, crops)
+    cell = (w / 24)[:, None]
+    err = (out[..., :2] - kp[..., :2]).norm(dim=-1)
+    assert (err <= 0.5 * cell * 2 ** 0.5).all()            # within half a heatmap cell
+    assert (out[..., 2] > 0.5).all()
+
+
+def test_targets_follow_a_mirrored_frame():
+    image, labels = street.StreetClip(4, 96, 192)[19]
+    t = frame_targets(labels)
+    assert DET_CLASSES == ('person', 'car')
+    assert set(t['labels'].tolist()) <= {1, 2}
+    assert len(t['person_boxes']) == len(t['keypoints']) == int((t['labels'] == 1).sum())
+    f = flip_targets(t, 192)
+    assert torch.allclose(f['boxes'][:, 0], 192 - t['boxes'][:, 2])
+    ankle_r, ankle_l = street.JOINTS.index('r_ankle'), street.JOINTS.index('l_ankle')
+    assert torch.allclose(f['keypoints'][:, ankle_l, 0], 192 - t['keypoints'][:, ankle_r, 0])
+    back = flip_targets(f, 192)
+    for key in ('boxes', 'person_boxes', 'keypoints'):
+        assert torch.allclose(back[key], t[key])
+    # the dataset mirrors image, mask and targets together
+    ds = StreetStills(40, 96, 192, targets=True)
+    flipped = next(i for i in range(40)
+                   if not np.array_equal(ds[i][1].numpy(),
+                                         StreetStills(40, 96, 192, flip=False)[i][1].numpy()))
+    img, mask, tg = ds[flipped]
+    plain = StreetStills(40, 96, 192, flip=False, targets=True)[flipped][2]
+    assert torch.allclose(tg['boxes'], flip_targets(plain, 192)['boxes'])
