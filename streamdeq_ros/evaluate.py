@@ -25,14 +25,18 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
+from torchmetrics.detection import MeanAveragePrecision
 from tqdm import tqdm
 
-from .data.clips import LabelledClip
+from .data.clips import frame_targets, LabelledClip
+from .model.heads.segmentation import class_ids
 from .stream import StreamSession
 
 IGNORE_INDEX = 255
+#: the metric of each task, and its printed name
+TASK_METRIC = {'segmentation': 'miou', 'detection': 'map50', 'pose': 'pckh'}
+METRIC_NAMES = {'miou': 'mIoU', 'map50': 'mAP@50', 'pckh': 'PCKh@0.5'}
 
 
 class SegmentationScore:
@@ -62,11 +66,64 @@ class SegmentationScore:
                 'pixel_acc': float(tp.sum() / cm.sum().clamp(min=1))}
 
 
+class DetectionScore:
+    """mAP at IoU 0.5 over a stream of detections (torchmetrics, COCO-style, pycocotools)."""
+
+    def __init__(self, class_names: Sequence[str]):
+        """Score detections whose label i >= 1 is ``class_names[i - 1]``."""
+        self.class_names = list(class_names)
+        self.metric = MeanAveragePrecision(box_format='xyxy', iou_thresholds=[0.5],
+                                           class_metrics=True)
+
+    def update(self, detections, targets):
+        """Add per-image predictions ``{'boxes','scores','labels'}`` and targets."""
+        self.metric.update(
+            [{k: d[k].detach().cpu() for k in ('boxes', 'scores', 'labels')} for d in detections],
+            [{'boxes': t['boxes'].cpu(), 'labels': t['labels'].cpu()} for t in targets])
+
+    def compute(self) -> Dict:
+        """Return ``map50`` and the per-class AP@50 (None for a class absent from both)."""
+        r = self.metric.compute()
+        per = {}
+        classes = r['classes'].reshape(-1).tolist()
+        for c, v in zip(classes, r['map_per_class'].reshape(-1).tolist()):
+            if 1 <= c <= len(self.class_names):
+                per[self.class_names[c - 1]] = None if v < 0 else float(v)
+        m = float(r['map_50'])
+        return {'map50': float('nan') if m < 0 else m, 'per_class': per}
+
+
+class PoseScore:
+    """PCKh@``alpha``: a joint is correct within alpha x the person's head-segment length."""
+
+    def __init__(self, joint_names: Sequence[str], alpha: float = 0.5):
+        """Score joints named ``joint_names``."""
+        self.joint_names = list(joint_names)
+        self.alpha = alpha
+        self.correct = np.zeros(len(joint_names))
+        self.total = np.zeros(len(joint_names))
+
+    def update(self, pred: torch.Tensor, truth: torch.Tensor, head_sizes: torch.Tensor):
+        """Add predictions (P, J, >=2) for ground-truth joints (P, J, 3) with visibility."""
+        if len(truth) == 0:
+            return
+        dist = (pred[..., :2].cpu() - truth[..., :2].cpu()).norm(dim=-1)
+        counted = truth[..., 2].cpu() > 0
+        ok = (dist <= self.alpha * head_sizes.cpu()[:, None]) & counted
+        self.correct += ok.sum(0).numpy()
+        self.total += counted.sum(0).numpy()
+
+    def compute(self) -> Dict:
+        """Return ``pckh`` over all counted joints and per joint (None where none counted)."""
+        total = self.total.sum()
+        return {'pckh': float(self.correct.sum() / total) if total else float('nan'),
+                'per_class': {n: (float(c / t) if t else None) for n, c, t in
+                              zip(self.joint_names, self.correct, self.total)}}
+
+
 def predict(net, z: List[torch.Tensor], size) -> torch.Tensor:
-    """Class ids (N, H, W) at ``size`` from a state: head logits, bilinear upsampling, arg-max."""
-    logits = net.heads['segmentation'](z)
-    logits = F.interpolate(logits, size=tuple(size), mode='bilinear', align_corners=False)
-    return logits.argmax(1)
+    """Class ids (N, H, W) at ``size`` from a state (the segmentation head, then class_ids)."""
+    return class_ids(net.heads['segmentation'](z), size)
 
 
 def _stack(clips: Sequence[LabelledClip], index_from_end: int, device) -> torch.Tensor:
@@ -74,28 +131,74 @@ def _stack(clips: Sequence[LabelledClip], index_from_end: int, device) -> torch.
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).to(device)
 
 
+def _tasks(net, clips: Sequence[LabelledClip]) -> List[str]:
+    """Return the heads of ``net`` that ``clips`` have labels for (boxes, joints: generated)."""
+    labelled = all('labels' in c.meta for c in clips)
+    return [t for t in TASK_METRIC if t in net.heads and (t == 'segmentation' or labelled)]
+
+
+def _scorers(net, tasks, class_names):
+    out = {}
+    if 'segmentation' in tasks:
+        out['segmentation'] = SegmentationScore(net.heads['segmentation'].num_classes,
+                                                class_names)
+    if 'detection' in tasks:
+        out['detection'] = DetectionScore(net.det_classes)
+    if 'pose' in tasks:
+        out['pose'] = PoseScore(net.joint_names)
+    return out
+
+
+def score_state(net, z: List[torch.Tensor], batch: Sequence[LabelledClip], scorers: Dict):
+    """Run the scored heads on the state of the labelled frames of ``batch`` and score them.
+
+    Pose is scored inside the ground-truth person boxes (the MPII protocol, which gives each
+    person's position); detection is scored on its own boxes.
+    """
+    targets = [frame_targets(c.meta['labels'][c.labelled_index]) for c in batch] \
+        if set(scorers) - {'segmentation'} else None
+    boxes = [t['person_boxes'].to(z[0].device) for t in targets] if 'pose' in scorers else None
+    with torch.inference_mode():
+        p = net.perceive(z, heads=list(scorers), person_boxes=boxes)
+    if 'segmentation' in scorers:
+        size = batch[0].frames[0].shape[:2]
+        scorers['segmentation'].update(class_ids(p.seg_logits, size),
+                                       torch.from_numpy(np.stack([c.mask for c in batch])))
+    if 'detection' in scorers:
+        scorers['detection'].update(p.detections, targets)
+    if 'pose' in scorers:
+        scorers['pose'].update(torch.cat(p.keypoints),
+                               torch.cat([t['keypoints'] for t in targets]),
+                               torch.cat([t['head_sizes'] for t in targets]))
+
+
 def stream_scores(net, clips: Sequence[LabelledClip], iters: Sequence[int],
                   offsets: Sequence[int], solver: str, class_names: Sequence[str],
                   baseline_iters: int, batch_size: int = 16, progress: bool = True) -> Dict:
-    """Run the streaming protocol on ``clips``; return per-M curves and the baseline."""
+    """Run the streaming protocol on ``clips``; return per-M curves and the baseline.
+
+    Every head of ``net`` with labels in the clips is scored on the same state. ``metrics``
+    holds, per metric (``miou``, ``map50``, ``pckh``), ``curves`` {M: {offset: value}} and
+    ``per_class``; with a segmentation head ``curves`` and ``per_class`` are also at the top
+    (mIoU). ``baseline`` holds the single-frame N result of every metric.
+    """
     device = net.mean.device
-    size = clips[0].frames[0].shape[:2]
-    num_classes = net.heads['segmentation'].num_classes
+    tasks = _tasks(net, clips)
+    if not tasks:
+        raise ValueError('nothing to score: the network has no head these clips have labels for')
     max_off = max(offsets)
     for c in clips:
         if c.labelled_index < max_off:
             raise ValueError('clip %s has its label at frame %d; offset %d needs %d earlier '
                              'frames' % (c.name, c.labelled_index, max_off, max_off))
     runs = [(m, t) for m in iters for t in offsets] + [('baseline', 0)]
-    scores = {run: SegmentationScore(num_classes, class_names) for run in runs}
+    scores = {run: _scorers(net, tasks, class_names) for run in runs}
     residuals = {run: [] for run in runs}
     batches = [clips[i:i + batch_size] for i in range(0, len(clips), batch_size)]
     bar = tqdm(total=len(runs) * len(batches), desc='stream eval (%s)' % solver,
                disable=not progress, unit='run')
-    readout = None
-    session = StreamSession(net.backbone, readout=readout, solver=solver, name='eval')
+    session = StreamSession(net.backbone, readout=None, solver=solver, name='eval')
     for batch in batches:
-        target = torch.from_numpy(np.stack([c.mask for c in batch])).long()
         for run in runs:
             m, t = run
             n_iter = baseline_iters if m == 'baseline' else m
@@ -103,30 +206,39 @@ def stream_scores(net, clips: Sequence[LabelledClip], iters: Sequence[int],
             for back in range(t, -1, -1):
                 x = net.normalize(_stack(batch, back, device))
                 res = session.step(x, iters=n_iter)
-            with torch.inference_mode():
-                pred = predict(net, session.state, size)
-            scores[run].update(pred, target)
+            score_state(net, session.state, batch, scores[run])
             residuals[run].append(res.final_residual)
             bar.update(1)
     bar.close()
-    out = {'curves': {}, 'per_class': {}, 'residual': {}}
-    for (m, t), sc in scores.items():
-        r = sc.compute()
-        key = str(m)
-        out['curves'].setdefault(key, {})[t] = r['miou']
-        out['per_class'].setdefault(key, {})[t] = r['iou']
-        out['residual'].setdefault(key, {})[t] = float(np.mean(residuals[(m, t)]))
-    out['baseline'] = {'iters': baseline_iters, 'miou': out['curves']['baseline'][0],
-                       'per_class': out['per_class']['baseline'][0],
-                       'residual': out['residual']['baseline'][0]}
-    for k in ('curves', 'per_class', 'residual'):
-        out[k].pop('baseline')
+    out = {'tasks': tasks, 'metrics': {}, 'residual': {}}
+    for (m, t), per_task in scores.items():
+        for task, sc in per_task.items():
+            r = sc.compute()
+            metric = TASK_METRIC[task]
+            entry = out['metrics'].setdefault(metric, {'curves': {}, 'per_class': {}})
+            entry['curves'].setdefault(str(m), {})[t] = r[metric]
+            entry['per_class'].setdefault(str(m), {})[t] = r.get('per_class', r.get('iou'))
+        out['residual'].setdefault(str(m), {})[t] = float(np.mean(residuals[(m, t)]))
+    out['baseline'] = {'iters': baseline_iters, 'residual': out['residual'].pop('baseline')[0]}
+    for metric, entry in out['metrics'].items():
+        out['baseline'][metric] = entry['curves'].pop('baseline')[0]
+        out['baseline'].setdefault('per_class_' + metric, entry['per_class'].pop('baseline')[0])
+    if 'miou' in out['metrics']:
+        out['curves'] = out['metrics']['miou']['curves']
+        out['per_class'] = out['metrics']['miou']['per_class']
+        out['baseline']['per_class'] = out['baseline']['per_class_miou']
     return out
 
 
-def measure_fps(net, clip: LabelledClip, iters: int, solver: str, frames: int = 20) -> float:
-    """Frames per second of one stream (batch 1) at ``iters`` per frame, head included."""
+def measure_fps(net, clip: LabelledClip, iters: int, solver: str, frames: int = 20,
+                heads: Optional[Sequence[str]] = None) -> float:
+    """Frames per second of one stream (batch 1) at ``iters`` per frame, heads included.
+
+    ``heads`` (default: all of the network's) run on every frame's state; segmentation
+    includes the up-sampling and arg-max to the frame size, pose reads the detector's boxes.
+    """
     device = net.mean.device
+    heads = list(net.heads.keys() if heads is None else heads)
     session = StreamSession(net.backbone, solver=solver, name='fps')
     size = clip.frames[0].shape[:2]
     seq = [torch.from_numpy(clip.frames[i % len(clip.frames)]).permute(2, 0, 1)[None]
@@ -135,7 +247,9 @@ def measure_fps(net, clip: LabelledClip, iters: int, solver: str, frames: int = 
     def one(img):
         session.step(net.normalize(img.to(device)), iters=iters)
         with torch.inference_mode():
-            predict(net, session.state, size)
+            p = net.perceive(session.state, heads=heads)
+            if p.seg_logits is not None:
+                class_ids(p.seg_logits, size)
 
     one(seq[0])                                      # warm-up, not timed
     if device.type == 'cuda':
@@ -187,6 +301,26 @@ def write_reports(results: Dict, out_dir: str) -> Dict[str, str]:
     with open(paths['table'], 'w') as fh:
         fh.write(table_markdown(results))
     plot_curves(results, paths['plot'])
+    extra = sorted({k for r in results['models'].values() for k in r['metrics']} - {'miou'})
+    if extra:
+        paths['metrics'] = os.path.join(out_dir, 'metrics.csv')
+        paths['tasks_table'] = os.path.join(out_dir, 'tasks_table.md')
+        with open(paths['metrics'], 'w', newline='') as fh:
+            w = csv.writer(fh)
+            w.writerow(['model', 'solver', 'metric', 'iters', 'offset', 'value'])
+            for name, r in results['models'].items():
+                for metric, entry in r['metrics'].items():
+                    for m, curve in entry['curves'].items():
+                        for t, v in sorted(curve.items(), key=lambda kv: int(kv[0])):
+                            w.writerow([name, r['solver'], metric, m, t, '%.4f' % v])
+                    w.writerow([name, r['solver'], metric,
+                                'single-frame N=%d' % r['baseline']['iters'], 0,
+                                '%.4f' % r['baseline'][metric]])
+        with open(paths['tasks_table'], 'w') as fh:
+            fh.write(tasks_table_markdown(results))
+        for metric in extra:
+            paths['plot_' + metric] = os.path.join(out_dir, '%s_vs_offset.png' % metric)
+            plot_curves(results, paths['plot_' + metric], metric)
     return paths
 
 
@@ -216,30 +350,74 @@ def table_markdown(results: Dict) -> str:
     return head + '\n'.join(rows) + '\n' + note
 
 
-def plot_curves(results: Dict, path: str):
-    """Plot mIoU against offset: one panel per model, a curve per M, single-frame N dashed."""
+def tasks_table_markdown(results: Dict) -> str:
+    """Table-I analogue over tasks: model x M -> mIoU, mAP@50, PCKh (largest offset), frames/s.
+
+    For a model with more heads than segmentation, the frames/s of the same model reading only
+    its segmentation head are given too, and their ratio (the cost of the extra heads).
+    """
+    results = json.loads(json.dumps(results))
+    off = str(max(results['offsets']))
+    metrics = [k for k in METRIC_NAMES
+               if any(k in r['metrics'] for r in results['models'].values())]
+    head = ('| model | M | ' + ' | '.join(METRIC_NAMES[k] for k in metrics)
+            + ' | frames/s (all heads) | frames/s (segmentation only) | cost ratio |\n')
+    head += '|---|---|' + '---|' * (len(metrics) + 3) + '\n'
+    rows = []
+    for name, r in results['models'].items():
+        keys = [(str(m), 'M=%d' % m) for m in results['iters']]
+        keys.append(('baseline', 'single-frame N=%d' % r['baseline']['iters']))
+        for key, label in keys:
+            cells = []
+            for k in metrics:
+                if k not in r['metrics']:
+                    cells.append('—')
+                    continue
+                v = r['baseline'][k] if key == 'baseline' else r['metrics'][k]['curves'][key][off]
+                cells.append('%.1f' % (100 * v))
+            fps = r['fps'][key]
+            seg = r.get('fps_seg_only', {}).get(key)
+            cells += ['%.1f' % fps, '%.1f' % seg if seg else '—',
+                      '%.2f' % (seg / fps) if seg else '—']
+            rows.append('| %s | %s | %s |' % (name, label, ' | '.join(cells)))
+    note = ('\nMetrics (%%) at offset %s (streamed from zeros %s frames before the labelled '
+            'frame; the single-frame rows solve the labelled frame alone) over %d held-out clips '
+            'of %dx%d. Pose is scored inside the ground-truth person boxes (PCKh@0.5, MPII '
+            'protocol); detection is mAP at IoU 0.5. Frames/s: one stream, batch 1, %s, median '
+            'of %d interleaved rounds; cost ratio = segmentation-only frames/s over all-heads '
+            'frames/s.\n' % (off, off, results['clips'], results['width'], results['height'],
+                             results['device'], results.get('fps_repeats', 1)))
+    return head + '\n'.join(rows) + '\n' + note
+
+
+def plot_curves(results: Dict, path: str, metric: str = 'miou'):
+    """Plot a metric against offset: one panel per model, a curve per M, single-frame N dashed.
+
+    Models without the metric are left out.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-    models = json.loads(json.dumps(results))['models']
+    models = {name: r for name, r in json.loads(json.dumps(results))['models'].items()
+              if metric in r['metrics']}
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False,
                              sharey=True)
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for ax, (name, r) in zip(axes[0], models.items()):
-        for i, (m, curve) in enumerate(r['curves'].items()):
+        for i, (m, curve) in enumerate(r['metrics'][metric]['curves'].items()):
             ts = sorted(int(t) for t in curve)
             ax.plot(ts, [100 * curve[str(t)] for t in ts],
                     marker='o', ms=3, color=colors[i % len(colors)], label='M=%s' % m)
         b = r['baseline']
-        ax.axhline(100 * b['miou'], ls='--', color='k',
+        ax.axhline(100 * b[metric], ls='--', color='k',
                    label='single-frame N=%d' % b['iters'])
         ax.set_title('%s (%s)' % (name, r['solver']))
         ax.set_xlabel('offset t (frames streamed before the labelled one)')
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc='lower right')
-    axes[0][0].set_ylabel('mIoU (%)')
+    axes[0][0].set_ylabel('%s (%%)' % METRIC_NAMES[metric])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -247,17 +425,22 @@ def plot_curves(results: Dict, path: str):
 
 README_START = '<!-- streamdeq-eval:start -->'
 README_END = '<!-- streamdeq-eval:end -->'
+README_TASKS = ('<!-- streamdeq-eval-tasks:start -->', '<!-- streamdeq-eval-tasks:end -->')
 
 
-def update_readme(readme: str, table: str, plot_rel: str, command: str):
-    """Replace the text between the eval markers of ``readme`` with the table and plot."""
+def update_readme(readme: str, table: str, plots: Sequence[str], command: str,
+                  markers: Sequence[str] = (README_START, README_END)):
+    """Replace the text between ``markers`` of ``readme`` with the table and plots."""
+    start, end = markers
     with open(readme) as fh:
         text = fh.read()
-    if README_START not in text or README_END not in text:
-        raise ValueError('%s has no %s ... %s markers' % (readme, README_START, README_END))
-    body = '%s\nRegenerate with:\n\n```\n%s\n```\n\n%s\n![mIoU against offset](%s)\n%s' % (
-        README_START, command, table, plot_rel, README_END)
-    pattern = re.escape(README_START) + '.*?' + re.escape(README_END)
+    if start not in text or end not in text:
+        raise ValueError('%s has no %s ... %s markers' % (readme, start, end))
+    images = ''.join('![%s](%s)\n' % (os.path.basename(p)[:-4].replace('_', ' '), p)
+                     for p in plots)
+    body = '%s\nRegenerate with:\n\n```\n%s\n```\n\n%s\n%s%s' % (
+        start, command, table, images, end)
+    pattern = re.escape(start) + '.*?' + re.escape(end)
     text = re.sub(pattern, lambda _: body, text, flags=re.S)
     with open(readme, 'w') as fh:
         fh.write(text)
@@ -371,26 +554,38 @@ def run(args) -> int:
                           batch_size=args.batch_size)
         r.update({'solver': solver, 'checkpoint': path, 'variant': card.get('variant')})
         results['models'][name] = r
-        print('%s (%s): single-frame N=%d mIoU %.3f; streamed at offset %d: %s' % (
-            name, solver, n, r['baseline']['miou'], max(offsets), ', '.join(
-                'M=%d %.3f' % (m, r['curves'][str(m)][max(offsets)]) for m in args.iters)))
+        for metric, entry in r['metrics'].items():
+            print('%s (%s): single-frame N=%d %s %.3f; streamed at offset %d: %s' % (
+                name, solver, n, METRIC_NAMES[metric], r['baseline'][metric], max(offsets),
+                ', '.join('M=%d %.3f' % (m, entry['curves'][str(m)][max(offsets)])
+                          for m in args.iters)))
     # Timing last, interleaved over models and repeated: a slow spell of a shared machine
     # then hits every model alike, and the median of the repeats is reported.
-    runs = [(name, str(m), m) for name in nets for m in args.iters]
-    runs += [(name, 'baseline', nets[name][3]) for name in nets]
-    times = {(name, key): [] for name, key, _ in runs}
+    # A model with more heads is timed reading all of them ('fps') and reading only its
+    # segmentation head ('fps_seg_only'): the cost of the extra heads on the same fixed point.
+    keys = [(str(m), m) for m in args.iters]
+    runs = [(name, key, m, field, heads) for name in nets
+            for key, m in keys + [('baseline', nets[name][3])]
+            for field, heads in [('fps', None)] + ([('fps_seg_only', ['segmentation'])]
+                                                   if len(nets[name][0].heads) > 1 else [])]
+    times = {(name, key, field): [] for name, key, _, field, _ in runs}
     for _ in tqdm(range(args.fps_repeats), desc='frames/s', unit='round'):
-        for name, key, m in runs:
-            times[(name, key)].append(measure_fps(nets[name][0], clips[0], m, nets[name][2],
-                                                  args.fps_frames))
-    for name, key, _ in runs:
-        results['models'][name].setdefault('fps', {})[key] = float(
-            np.median(times[(name, key)]))
+        for name, key, m, field, heads in runs:
+            times[(name, key, field)].append(measure_fps(
+                nets[name][0], clips[0], m, nets[name][2], args.fps_frames, heads))
+    for (name, key, field), values in times.items():
+        results['models'][name].setdefault(field, {})[key] = float(np.median(values))
     results['fps_repeats'] = args.fps_repeats
     paths = write_reports(results, args.out)
     if args.readme:
-        update_readme(args.readme, table_markdown(results),
-                      os.path.relpath(paths['plot'], os.path.dirname(os.path.abspath(
-                          args.readme))), results['command'])
+        def rel(p):
+            return os.path.relpath(p, os.path.dirname(os.path.abspath(args.readme)))
+        update_readme(args.readme, table_markdown(results), [rel(paths['plot'])],
+                      results['command'])
+        if 'tasks_table' in paths:
+            with open(paths['tasks_table']) as fh:
+                update_readme(args.readme, fh.read(), [rel(paths[k]) for k in sorted(paths)
+                                                       if k.startswith('plot_')],
+                              results['command'], README_TASKS)
     print('wrote %s' % ', '.join(sorted(paths.values())))
     return 0

@@ -16,9 +16,15 @@ Variants (how the fixed point is found while training; the network is the same):
   contractive. Like the official MDEQ code, IL starts with ``--pretrain-steps`` of plain
   unrolled training (``--unroll`` steps) before switching to the implicit solve.
 
-Training uses still frames only. Loss: cross-entropy with ignore index 255 on the head's logits
-upsampled to the input size. Optimiser: Adam with cosine decay. Validation: single-frame mIoU
-of the labelled frames of held-out clips with N iterations from zeros. Checkpoints
+Tasks (``--tasks``): any of ``segmentation``, ``detection``, ``pose`` over one backbone; the
+loss is the (weighted) sum of the task losses, and the number of unrollings (SUR's draw) is
+shared by all heads of a mini-batch. Segmentation: cross-entropy with ignore index 255 on the
+head's logits upsampled to the input size. Detection: torchvision's RPN and box-head losses.
+Pose: the heatmap MSE of simple baselines over annotated joints, inside ground-truth person
+boxes. ``--init`` starts from another checkpoint's matching weights (a segmentation model's
+backbone and head, say). Training uses still frames only. Optimiser: Adam with cosine decay.
+Validation: the single-frame metrics (mIoU, mAP@50, PCKh) of the labelled frames of held-out
+clips with N iterations from zeros. Checkpoints
 (``last.pt``, resumable with ``--resume``) and the final ``model.pt`` hold only tensors and a
 model card, and load with ``torch.load(weights_only=True)``.
 """
@@ -39,10 +45,13 @@ from tqdm import tqdm
 
 from . import evaluate
 from .data import cityscapes, street
-from .data.clips import ClipStills, DatasetFormatError, street_clips, StreetStills
+from .data.clips import (ClipStills, DatasetFormatError, DET_CLASSES, street_clips,
+                         StreetStills)
+from .evaluate import METRIC_NAMES
 from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .model.heads.pose import gaussian_targets
 from .model.mdeq import CONFIGS
-from .model.network import IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
+from .model.network import HEADS, IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
 from .model.solvers import broyden, unroll
 
 VARIANTS = ('sur', 'ur', 'il')
@@ -73,7 +82,7 @@ def _permutation(size: int, seed: int, epoch: int):
 
 def forward_train(net: StreamDEQNet, images: torch.Tensor, variant: str, unrolls: int,
                   f_thres: int, implicit: bool):
-    """Return the segmentation logits of a training batch (graph kept) and the f count."""
+    """Return the state of a training batch (graph kept) and the number of f evaluations."""
     bb = net.backbone
     u = bb.inject(images)
     z0 = bb.zeros(u)
@@ -90,13 +99,39 @@ def forward_train(net: StreamDEQNet, images: torch.Tensor, variant: str, unrolls
     else:
         z = unroll(f, z0, unrolls).z
         n_f = unrolls
-    return net.heads['segmentation'](z), n_f
+    return z, n_f
 
 
 def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy (ignore 255) of logits upsampled to the label size."""
     logits = F.interpolate(logits, size=target.shape[-2:], mode='bilinear', align_corners=False)
     return F.cross_entropy(logits, target, ignore_index=street.IGNORE_INDEX)
+
+
+def pose_loss(net: StreamDEQNet, z, person_boxes, keypoints) -> torch.Tensor:
+    """Heatmap MSE (simple baselines) over the annotated joints of the given person boxes."""
+    if sum(len(b) for b in person_boxes) == 0:
+        return z[0].new_zeros(())
+    head = net.heads['pose']
+    heat, crops = head(z, person_boxes)
+    target, weight = gaussian_targets(torch.cat(list(keypoints)), crops, head.heatmap_size)
+    err = (heat - target) ** 2 * weight[..., None, None]
+    return err.mean()
+
+
+def task_losses(net: StreamDEQNet, z, masks, targets, pose_weight: float) -> Dict:
+    """Loss terms of every head of ``net`` on the state ``z`` (a dict; their sum is trained)."""
+    losses = {}
+    if 'segmentation' in net.heads:
+        losses['seg'] = seg_loss(net.heads['segmentation'](z), masks)
+    if 'detection' in net.heads:
+        _, det = net.heads['detection'](z, [{'boxes': t['boxes'], 'labels': t['labels']}
+                                            for t in targets])
+        losses.update(det)
+    if 'pose' in net.heads:
+        losses['pose'] = pose_weight * pose_loss(net, z, [t['person_boxes'] for t in targets],
+                                                 [t['keypoints'] for t in targets])
+    return losses
 
 
 def validate(net: StreamDEQNet, clips, solver: str, iters: int, classes) -> Dict:
@@ -108,15 +143,15 @@ def validate(net: StreamDEQNet, clips, solver: str, iters: int, classes) -> Dict
                                      progress=False)
     finally:
         net.train(was)
-    return {'miou': out['baseline']['miou'], 'per_class': out['baseline']['per_class'],
-            'residual': out['baseline']['residual']}
+    return dict(out['baseline'])
 
 
 def training_data(args):
     """Return (still-frame dataset, validation clips, class names, palette) for ``--data``."""
     h, w = args.height, args.width
     if args.data == 'street':
-        return (StreetStills(args.train_clips, h, w, seed=args.seed, split='train'),
+        return (StreetStills(args.train_clips, h, w, seed=args.seed, split='train',
+                             targets=args.tasks != ['segmentation']),
                 street_clips(args.val_clips, h, w, seed=args.seed, split='val'),
                 list(street.CLASSES), street.PALETTE.tolist())
     if args.data.startswith('cityscapes:'):
@@ -132,15 +167,53 @@ def training_data(args):
                      % args.data)
 
 
+def head_specs(tasks, classes, palette) -> Dict:
+    """Return the model card's ``heads`` entry for ``tasks`` (the generator's label sets)."""
+    heads = {}
+    if 'segmentation' in tasks:
+        heads['segmentation'] = {'num_classes': len(classes), 'classes': list(classes),
+                                 'palette': palette, 'ignore_index': street.IGNORE_INDEX}
+    if 'detection' in tasks:
+        heads['detection'] = {'num_classes': len(DET_CLASSES), 'classes': list(DET_CLASSES)}
+    if 'pose' in tasks:
+        heads['pose'] = {'num_joints': len(street.JOINTS), 'joints': list(street.JOINTS),
+                         'skeleton': [list(p) for p in street.SKELETON],
+                         'head_segment': list(street.HEAD_SEGMENT),
+                         'person_class': 'person'}
+    return heads
+
+
+def init_from(net: StreamDEQNet, path: str) -> str:
+    """Copy the tensors of checkpoint ``path`` that ``net`` has (same names, same shapes).
+
+    Tensors of heads ``net`` lacks are skipped; a shared name with another shape (another
+    ``--config`` or class count) is refused.
+    """
+    try:
+        state = read_checkpoint(path)['state_dict']
+    except CheckpointError as exc:
+        raise SystemExit('streamdeq train: --init: %s' % exc)
+    own = net.state_dict()
+    shared = {k: v for k, v in state.items() if k in own}
+    wrong = [k for k, v in shared.items() if own[k].shape != v.shape]
+    if wrong:
+        raise SystemExit('streamdeq train: --init %s does not fit this network: %s has shape '
+                         '%s here and %s there (another --config or class count?)'
+                         % (path, wrong[0], tuple(own[wrong[0]].shape),
+                            tuple(shared[wrong[0]].shape)))
+    if not any(k.startswith('backbone.') for k in shared):
+        raise SystemExit('streamdeq train: --init %s has no backbone weights' % path)
+    net.load_state_dict(shared, strict=False)
+    return 'initialised %d of %d tensors from %s' % (len(shared), len(own), path)
+
+
 def _card(args, classes, palette, height, width, step, metrics, command) -> Dict:
     return {
         'name': os.path.basename(os.path.normpath(args.out)),
-        'task': 'segmentation',
+        'task': '+'.join(args.tasks),
         'variant': args.variant,
         'config': CONFIGS[args.config].to_dict(),
-        'heads': {'segmentation': {'num_classes': len(classes), 'classes': list(classes),
-                                   'palette': palette,
-                                   'ignore_index': street.IGNORE_INDEX}},
+        'heads': head_specs(args.tasks, classes, palette),
         'input': {'height': height, 'width': width, 'mean': list(IMAGENET_MEAN),
                   'std': list(IMAGENET_STD), 'color': 'rgb'},
         'inference': {'solver': 'broyden' if args.variant == 'il' else 'unroll',
@@ -150,7 +223,8 @@ def _card(args, classes, palette, height, width, step, metrics, command) -> Dict
                      'steps': step, 'batch_size': args.batch_size, 'lr': args.lr,
                      'unroll': args.unroll, 'f_thres': args.f_thres,
                      'pretrain_steps': args.pretrain_steps, 'still_frames_only': True,
-                     'train_clips': args.train_clips},
+                     'train_clips': args.train_clips, 'init': args.init,
+                     'pose_weight': args.pose_weight},
         'metrics': metrics,
     }
 
@@ -162,8 +236,9 @@ def train(args) -> int:
     torch.manual_seed(args.seed)
     stills, val_clips, classes, palette = training_data(args)
     h, w = args.height, args.width
-    heads = {'segmentation': {'num_classes': len(classes)}}
-    net = StreamDEQNet(CONFIGS[args.config], heads).train()
+    net = StreamDEQNet(CONFIGS[args.config], head_specs(args.tasks, classes, palette)).train()
+    if args.init:
+        print(init_from(net, args.init))
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
@@ -200,13 +275,15 @@ def train(args) -> int:
     while step < stop_at:
         idx = batch_indices(step, args.batch_size, len(stills), args.seed)
         items = [stills[i] for i in idx]
-        images = net.normalize(torch.stack([im for im, _ in items]))
-        target = torch.stack([m for _, m in items])
+        images = net.normalize(torch.stack([it[0] for it in items]))
+        target = torch.stack([it[1] for it in items])
         k = draw_unrolls(args.variant, step, args.seed, args.unroll)
         implicit = args.variant == 'il' and step >= args.pretrain_steps
         with parametrize.cached():
-            logits, _ = forward_train(net, images, args.variant, k, args.f_thres, implicit)
-            loss = seg_loss(logits, target)
+            z, _ = forward_train(net, images, args.variant, k, args.f_thres, implicit)
+            terms = task_losses(net, z, target, [it[2] for it in items] if len(items[0]) > 2
+                                else None, args.pose_weight)
+            loss = sum(terms.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_grad)
@@ -222,10 +299,13 @@ def train(args) -> int:
         val = ''
         if step % args.val_every == 0 or step == stop_at:
             v = validate(net, val_clips, solver, val_iters, classes)
-            val = '%.4f' % v['miou']
-            history.append({'step': step, 'val_miou': v['miou'], 'loss': running})
-            bar.write('step %d: loss %.3f, val mIoU (single frame, N=%d) %.3f'
-                      % (step, running, val_iters, v['miou']))
+            val = '%.4f' % v['miou'] if 'miou' in v else ''
+            scores = {key: v[key] for key in METRIC_NAMES if key in v}
+            history.append(dict({'step': step, 'loss': running},
+                                **{'val_' + key: x for key, x in scores.items()}))
+            bar.write('step %d: loss %.3f, single frame N=%d: %s' % (
+                step, running, val_iters, ', '.join('%s %.3f' % (METRIC_NAMES[key], x)
+                                                    for key, x in scores.items())))
             metrics['val_single_frame'] = v
             save_checkpoint(last, net, _card(args, classes, palette, h, w, step, metrics, command),
                             {'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
@@ -251,6 +331,14 @@ def train(args) -> int:
 def add_arguments(p: argparse.ArgumentParser):
     """Add the ``train`` options to ``p``."""
     p.add_argument('--variant', choices=VARIANTS, default='sur', help='training variant')
+    p.add_argument('--tasks', default='segmentation',
+                   help='comma-separated heads over one backbone: segmentation, detection, pose '
+                        '(detection and pose need --data street)')
+    p.add_argument('--init', default='',
+                   help='start from the matching weights of this checkpoint (e.g. a '
+                        'segmentation model for a multi-task one)')
+    p.add_argument('--pose-weight', type=float, default=100.0,
+                   help='weight of the pose heatmap MSE in the summed loss')
     p.add_argument('--config', choices=sorted(CONFIGS), default='tiny', help='MDEQ size')
     p.add_argument('--data', default='street',
                    help='training data: street (the generator) or cityscapes:ROOT (the '
@@ -285,6 +373,15 @@ def run(args) -> int:
         if side <= 0 or side % 32:
             raise SystemExit('streamdeq train: --height and --width must be positive multiples '
                              'of 32, got %dx%d' % (args.width, args.height))
+    args.tasks = [t.strip() for t in args.tasks.split(',') if t.strip()]
+    unknown = sorted(set(args.tasks) - set(HEADS))
+    if unknown or not args.tasks:
+        raise SystemExit('streamdeq train: --tasks takes a comma-separated subset of %s, got %s'
+                         % (', '.join(HEADS), ', '.join(unknown) or 'nothing'))
+    args.tasks = [t for t in HEADS if t in args.tasks]
+    if args.tasks != ['segmentation'] and args.data != 'street':
+        raise SystemExit('streamdeq train: detection and pose train on --data street only (the '
+                         'Cityscapes reader has segmentation labels)')
     if args.unroll < 1 or args.f_thres < 1 or args.steps < 1 or args.batch_size < 1:
         raise SystemExit('streamdeq train: --unroll, --f-thres, --steps and --batch-size must '
                          'be >= 1')

@@ -28,7 +28,8 @@ def test_unroll_schedules():
 def test_implicit_step_backpropagates_through_one_application_of_f():
     net = StreamDEQNet(get_config('tiny'), {'segmentation': {'num_classes': 3}}).train()
     x = torch.randn(2, 3, 32, 32)
-    logits, n_f = forward_train(net, x, 'il', 0, 4, implicit=True)
+    z, n_f = forward_train(net, x, 'il', 0, 4, implicit=True)
+    logits = net.heads['segmentation'](z)
     assert n_f == 6 and logits.shape == (2, 3, 8, 8)
     logits.sum().backward()
     grads = [p.grad for p in net.backbone.fullstage.parameters()]
@@ -95,3 +96,55 @@ def test_batches_cover_each_epoch_once_in_a_seeded_order():
 def test_bad_sizes_are_refused():
     with pytest.raises(SystemExit, match='multiples of 32'):
         main(['train', '--height', '40', '--out', '/nonexistent'])
+
+
+def test_multi_task_training_from_a_segmentation_model_then_streaming_eval(tmp_path):
+    seg = str(tmp_path / 'seg')
+    assert main(['train', '--steps', '1', '--val-every', '5', '--out', seg] + SMALL) == 0
+    out = str(tmp_path / 'multi')
+    size = ['--height', '64', '--width', '128', '--val-clips', '8']
+    assert main(['train', '--tasks', 'pose,segmentation,detection', '--init',
+                 os.path.join(seg, 'model.pt'), '--steps', '2', '--val-every', '2',
+                 '--out', out] + SMALL + size) == 0
+    net, card = load_net(os.path.join(out, 'model.pt'))
+    assert card['task'] == 'segmentation+detection+pose'
+    assert list(net.heads) == ['segmentation', 'detection', 'pose']
+    assert card['heads']['detection']['classes'] == ['person', 'car']
+    assert card['heads']['pose']['joints'] == list(street.JOINTS)
+    assert card['training']['init'] == os.path.join(seg, 'model.pt')
+    val = card['metrics']['val_single_frame']
+    assert all(0 <= val[k] <= 1 for k in ('miou', 'map50', 'pckh'))
+    # the backbone started from the segmentation model: one step moved it, but not far
+    a = read_checkpoint(os.path.join(seg, 'model.pt'))['state_dict']
+    b = read_checkpoint(os.path.join(out, 'model.pt'))['state_dict']
+    key = 'backbone.stage0.0.weight'
+    assert (a[key] - b[key]).abs().max() < 0.05 * a[key].abs().max() + 1e-2
+
+    ev = str(tmp_path / 'eval')
+    assert main(['eval', '--model', 'MT=%s' % os.path.join(out, 'model.pt'), '--clips', '2',
+                 '--iters', '1', '2', '--offsets', '0,2', '--fps-frames', '2',
+                 '--fps-repeats', '1', '--out', ev, '--threads', '2', '--height', '64',
+                 '--width', '128']) == 0
+    with open(os.path.join(ev, 'results.json')) as fh:
+        res = json.load(fh)['models']['MT']
+    assert set(res['metrics']) == {'miou', 'map50', 'pckh'}
+    assert set(res['metrics']['pckh']['curves']) == {'1', '2'}
+    assert set(res['fps_seg_only']) == set(res['fps']) == {'1', '2', 'baseline'}
+    table = open(os.path.join(ev, 'tasks_table.md')).read()
+    assert '| MT | M=2 |' in table and 'PCKh@0.5' in table and 'mAP@50' in table
+    for metric in ('map50', 'pckh'):
+        assert os.path.getsize(os.path.join(ev, '%s_vs_offset.png' % metric)) > 1000
+
+
+def test_bad_task_lists_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match='comma-separated subset'):
+        main(['train', '--tasks', 'segmentation,depth', '--out', str(tmp_path)] + SMALL)
+    with pytest.raises(SystemExit, match='--data street only'):
+        main(['train', '--tasks', 'detection', '--data', 'cityscapes:/x',
+              '--out', str(tmp_path)] + SMALL)
+    with pytest.raises(SystemExit, match='does not fit this network: backbone'):
+        other = str(tmp_path / 'small.pt')
+        from streamdeq_ros.model.checkpoint import save_checkpoint
+        save_checkpoint(other, StreamDEQNet(get_config('small'),
+                                            {'segmentation': {'num_classes': 3}}), {})
+        main(['train', '--init', other, '--steps', '1', '--out', str(tmp_path / 'x')] + SMALL)

@@ -61,18 +61,58 @@ def street_clips(count: int, height: int, width: int, seed: int = 0, split: str 
     return clips
 
 
+#: detection labels of the generator's things: 0 is the background, i >= 1 is DET_CLASSES[i-1]
+DET_CLASSES = tuple(street.CLASSES[c] for c in street.THING_CLASSES)
+#: the joints that swap when an image is mirrored (MPII order)
+FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+
+
+def frame_targets(labels: street.FrameLabels) -> Dict[str, torch.Tensor]:
+    """Return the detection and pose targets of one generated frame (pixels of the frame).
+
+    ``boxes`` (K, 4) and ``labels`` (K,) in :data:`DET_CLASSES` numbering (1-based);
+    ``person_boxes`` (P, 4), ``keypoints`` (P, 16, 3) and ``head_sizes`` (P,) row by row.
+    """
+    det = {c: i + 1 for i, c in enumerate(street.THING_CLASSES)}
+    boxes = torch.from_numpy(labels.boxes).float()
+    rows = {int(t): i for i, t in enumerate(labels.track_ids)}
+    person_rows = [rows[int(p)] for p in labels.person_ids]
+    return {'boxes': boxes,
+            'labels': torch.tensor([det[int(c)] for c in labels.labels], dtype=torch.int64),
+            'person_boxes': boxes[person_rows].reshape(-1, 4),
+            'keypoints': torch.from_numpy(labels.keypoints).float(),
+            'head_sizes': torch.from_numpy(labels.head_sizes).float()}
+
+
+def flip_targets(targets: Dict[str, torch.Tensor], width: int) -> Dict[str, torch.Tensor]:
+    """Mirror targets left-right in an image ``width`` pixels wide (left/right joints swap)."""
+    out = dict(targets)
+    for key in ('boxes', 'person_boxes'):
+        b = targets[key].clone()
+        b[:, 0], b[:, 2] = width - targets[key][:, 2], width - targets[key][:, 0]
+        out[key] = b
+    kp = targets['keypoints'].clone()
+    kp[..., 0] = width - kp[..., 0]
+    for a, b in FLIP_PAIRS:
+        kp[:, [a, b]] = kp[:, [b, a]]
+    out['keypoints'] = kp
+    return out
+
+
 class StreetStills(Dataset):
     """Still frames of generated clips: item i is a random frame of clip i of ``split``.
 
-    Returns ``(image uint8 (3, H, W), mask int64 (H, W))``; with ``flip`` a deterministic half
+    Returns ``(image uint8 (3, H, W), mask int64 (H, W))``, and with ``targets`` a third item,
+    the detection and pose targets of :func:`frame_targets`. With ``flip`` a deterministic half
     of the items is mirrored. Items are a pure function of (seed, split, index).
     """
 
     def __init__(self, count: int, height: int, width: int, seed: int = 0,
-                 split: str = 'train', flip: bool = True):
+                 split: str = 'train', flip: bool = True, targets: bool = False):
         """Index ``count`` clips of ``split``."""
         self.count, self.height, self.width = count, height, width
         self.seed, self.split, self.flip = seed, split, flip
+        self.targets = targets
         self.classes = street.CLASSES
 
     def __len__(self) -> int:
@@ -86,10 +126,13 @@ class StreetStills(Dataset):
         t = int(rng.integers(0, street.CLIP_LENGTH))
         image, labels = street.StreetClip(s, self.height, self.width)[t]
         mask = labels.mask
+        targets = frame_targets(labels) if self.targets else None
         if self.flip and rng.random() < 0.5:
             image, mask = image[:, ::-1], mask[:, ::-1]
-        return (torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+            targets = flip_targets(targets, self.width) if targets is not None else None
+        item = (torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
                 torch.from_numpy(np.ascontiguousarray(mask)).long())
+        return item + (targets,) if self.targets else item
 
 
 class ClipStills(Dataset):
