@@ -1,21 +1,25 @@
-"""From a camera frame to segmentation outputs: everything the ROS node calls, without ROS.
+"""From a camera frame to perception outputs: everything the ROS node calls, without ROS.
 
 :class:`FramePipeline` holds one loaded network on one device and makes one
 :class:`~streamdeq_ros.stream.StreamSession` per camera. For a frame (RGB uint8, any size) it
 resizes to the network's input size, runs the session (warm start, budget, partial results)
-and turns the state into a class-id mask at the camera's resolution (``'input'``) or at the
-network's input resolution (``'network'``), plus a colour mask and an overlay on request.
+and reads every head of the network from the one state: a class-id mask at the camera's
+resolution (``'input'``) or at the network's input resolution (``'network'``), detections
+(boxes in camera pixels, with instance ids from the camera's :class:`IoUTracker`) and person
+keypoints inside the detected person boxes. It also draws colour masks and overlays (mask,
+boxes, skeletons).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .model.heads.segmentation import class_ids
 from .model.network import StreamDEQNet
 from .stream import FrameResult, IterationBudget, PartialResult, StreamSession
+from .tracking import IoUTracker
 
 MASK_RESOLUTIONS = ('input', 'network')
 
@@ -25,13 +29,42 @@ def _state(z: List[torch.Tensor]) -> List[torch.Tensor]:
 
 
 @dataclass
-class Segmentation:
-    """A class-id mask (uint8) and the iteration it was read after."""
+class Detections:
+    """Boxes (K, 4) x1 y1 x2 y2 in camera pixels, labels (K,) (1-based), scores, ids (K,)."""
 
-    mask: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    ids: np.ndarray
+
+    @staticmethod
+    def empty() -> 'Detections':
+        """Return no detections."""
+        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
+                          np.zeros(0, np.float32), np.zeros(0, np.uint32))
+
+    def select(self, keep: np.ndarray) -> 'Detections':
+        """Return the rows where ``keep`` is True (or the listed rows)."""
+        return Detections(self.boxes[keep], self.labels[keep], self.scores[keep],
+                          self.ids[keep])
+
+
+@dataclass
+class FrameOutput:
+    """What the heads read from one state of one frame (None: the network lacks the head).
+
+    ``mask`` (H, W) uint8 class ids; ``detections`` at or above the score threshold;
+    ``persons`` the person detections the keypoints belong to (same order); ``keypoints``
+    (P, J, 3) x, y (camera pixels), score.
+    """
+
     iteration: int
     residual: float
     partial: bool
+    mask: Optional[np.ndarray] = None
+    detections: Optional[Detections] = None
+    persons: Optional[Detections] = None
+    keypoints: Optional[np.ndarray] = field(default=None)
 
 
 class FramePipeline:
@@ -40,9 +73,12 @@ class FramePipeline:
     def __init__(self, net: StreamDEQNet, card: dict, input_size: Optional[Tuple[int, int]] = None,
                  solver: Optional[str] = None, budget: Optional[IterationBudget] = None):
         """Use ``net`` (on its device); ``input_size`` = (H, W), default the card's."""
-        if 'segmentation' not in net.heads:
-            raise ValueError('the network has no segmentation head')
+        if not len(net.heads):
+            raise ValueError('the network has no heads')
         self.net = net.eval()
+        self.tasks = [t for t in ('segmentation', 'detection', 'pose') if t in net.heads]
+        if 'pose' in net.heads and 'detection' not in net.heads:
+            raise ValueError('the network has a pose head but no detection head to find persons')
         self.card = card
         inp = card.get('input', {})
         h, w = input_size or (inp.get('height', 96), inp.get('width', 192))
@@ -54,12 +90,16 @@ class FramePipeline:
         self.solver = solver or card.get('inference', {}).get('solver', 'unroll')
         self.budget = budget or IterationBudget()
         seg = card.get('heads', {}).get('segmentation', {})
-        n = net.heads['segmentation'].num_classes
+        n = net.heads['segmentation'].num_classes if 'segmentation' in net.heads else 0
         self.classes = list(seg.get('classes', [str(i) for i in range(n)]))
         palette = np.zeros((256, 3), np.uint8)
         colours = seg.get('palette') or []
         palette[:len(colours)] = np.asarray(colours, np.uint8).reshape(-1, 3)
         self.palette = palette
+        self.det_classes = net.det_classes if 'detection' in net.heads else []
+        self.joints = net.joint_names if 'pose' in net.heads else []
+        self.skeleton = [tuple(p) for p in card.get('heads', {}).get('pose', {})
+                         .get('skeleton', [])]
 
     @property
     def device(self) -> torch.device:
@@ -84,42 +124,94 @@ class FramePipeline:
         x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
         return self.net.normalize(x)
 
-    def masks(self, z: List[torch.Tensor], size: Tuple[int, int]) -> np.ndarray:
-        """Class ids (H, W) uint8 at ``size`` from a state (bilinear logits, then arg-max)."""
+    def read(self, z: List[torch.Tensor], mask_size: Tuple[int, int],
+             camera_size: Tuple[int, int], iteration: int, residual: float, partial: bool,
+             score_threshold: float = 0.5, tracker: Optional[IoUTracker] = None
+             ) -> FrameOutput:
+        """Read every head from the state ``z`` of one frame (batch 1).
+
+        Detections below ``score_threshold`` are dropped; boxes and keypoints are scaled
+        from the network's input to ``camera_size`` (H, W). The ``tracker`` gives instance ids
+        (a partial result does not advance it); without one every id is 0.
+        """
+        out = FrameOutput(iteration, residual, partial)
         with torch.inference_mode():
-            logits = self.net.heads['segmentation'](z)
-            logits = F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
-            return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+            p = self.net.perceive(z, heads=[t for t in self.tasks if t != 'pose'])
+            if p.seg_logits is not None:
+                out.mask = class_ids(p.seg_logits, mask_size)[0].to(torch.uint8).cpu().numpy()
+            if p.detections is None:
+                return out
+            d = p.detections[0]
+            keep = d['scores'] >= score_threshold
+            h, w = self.input_size
+            scale = torch.tensor([camera_size[1] / w, camera_size[0] / h] * 2,
+                                 device=d['boxes'].device)
+            dets = Detections((d['boxes'][keep] * scale).cpu().numpy(),
+                              d['labels'][keep].cpu().numpy(), d['scores'][keep].cpu().numpy(),
+                              np.zeros(int(keep.sum()), np.uint32))
+            if tracker is not None:
+                dets.ids = tracker.assign(dets.boxes, dets.labels, commit=not partial)
+            out.detections = dets
+            if 'pose' in self.tasks:
+                is_person = d['labels'][keep] == self.net.person_label
+                q = self.net.perceive(z, heads=['pose'],
+                                      person_boxes=[d['boxes'][keep][is_person]])
+                kp = q.keypoints[0].clone()
+                kp[..., 0] *= camera_size[1] / w
+                kp[..., 1] *= camera_size[0] / h
+                out.persons = dets.select(is_person.cpu().numpy())
+                out.keypoints = kp.cpu().numpy()
+        return out
 
     def process(self, session: StreamSession, rgb: np.ndarray, iters: Optional[int] = None,
                 partial_at: Sequence[int] = (), mask_resolution: str = 'input',
-                on_partial: Optional[Callable[[Segmentation], None]] = None
-                ) -> Tuple[FrameResult, Segmentation]:
-        """Run one frame through ``session``; partial masks go to ``on_partial`` at once."""
+                on_partial: Optional[Callable[[FrameOutput], None]] = None,
+                score_threshold: float = 0.5, tracker: Optional[IoUTracker] = None
+                ) -> Tuple[FrameResult, FrameOutput]:
+        """Run one frame through ``session``; partial outputs go to ``on_partial`` at once."""
         if mask_resolution not in MASK_RESOLUTIONS:
             raise ValueError('mask_resolution must be one of %s, got %r'
                              % (', '.join(MASK_RESOLUTIONS), mask_resolution))
-        size = rgb.shape[:2] if mask_resolution == 'input' else self.input_size
+        camera = rgb.shape[:2]
+        size = camera if mask_resolution == 'input' else self.input_size
         x = self.prepare(rgb)
 
         def partial(p: PartialResult):
             if on_partial is not None:
-                on_partial(Segmentation(self.masks(p.outputs, size), p.iteration, p.residual,
-                                        True))
+                on_partial(self.read(p.outputs, size, camera, p.iteration, p.residual, True,
+                                     score_threshold, tracker))
 
         result = session.step(x, iters=iters, partial_at=partial_at, on_partial=partial)
-        refined = Segmentation(self.masks(result.outputs, size), result.iters,
-                               result.final_residual, False)
+        refined = self.read(result.outputs, size, camera, result.iters, result.final_residual,
+                            False, score_threshold, tracker)
         return result, refined
 
     def colorize(self, mask: np.ndarray) -> np.ndarray:
         """Return the RGB colours of a class-id mask (the card's palette)."""
         return self.palette[mask]
 
-    def overlay(self, rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-        """Blend the colour mask over the frame (mask resized to the frame if needed)."""
-        colour = self.colorize(mask)
-        if colour.shape[:2] != rgb.shape[:2]:
-            colour = cv2.resize(colour, (rgb.shape[1], rgb.shape[0]),
-                                interpolation=cv2.INTER_NEAREST)
-        return cv2.addWeighted(rgb, 1 - alpha, colour, alpha, 0)
+    def overlay(self, rgb: np.ndarray, out: FrameOutput, alpha: float = 0.5) -> np.ndarray:
+        """Draw an output over the frame: the colour mask blended, boxes, skeletons."""
+        image = rgb
+        if out.mask is not None:
+            colour = self.colorize(out.mask)
+            if colour.shape[:2] != rgb.shape[:2]:
+                colour = cv2.resize(colour, (rgb.shape[1], rgb.shape[0]),
+                                    interpolation=cv2.INTER_NEAREST)
+            image = cv2.addWeighted(rgb, 1 - alpha, colour, alpha, 0)
+        else:
+            image = rgb.copy()
+        if out.detections is not None:
+            for box, label in zip(out.detections.boxes, out.detections.labels):
+                x1, y1, x2, y2 = (int(round(v)) for v in box)
+                colour = (255, 255, 0) if label == getattr(self.net, 'person_label', -1) \
+                    and 'pose' in self.tasks else (255, 64, 0)
+                cv2.rectangle(image, (x1, y1), (x2, y2), colour, 1, cv2.LINE_AA)
+        if out.keypoints is not None:
+            for person in out.keypoints:
+                for a, b in self.skeleton:
+                    pa, pb = person[a], person[b]
+                    cv2.line(image, (int(round(pa[0])), int(round(pa[1]))),
+                             (int(round(pb[0])), int(round(pb[1]))), (0, 255, 0), 1,
+                             cv2.LINE_AA)
+        return image

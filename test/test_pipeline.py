@@ -32,7 +32,8 @@ def test_mask_at_input_and_network_resolution_with_partials(pipeline):
     for k in np.unique(seg.mask):
         assert (colour[seg.mask == k] == pipeline.palette[k]).all()
     assert tuple(pipeline.palette[pipeline.classes.index('sky')]) == (70, 130, 180)
-    assert pipeline.overlay(frame, net_seg.mask).shape == frame.shape
+    assert pipeline.overlay(frame, net_seg).shape == frame.shape
+    assert net_seg.detections is None and net_seg.keypoints is None     # a segmentation model
 
 
 def test_cameras_keep_independent_states(pipeline):

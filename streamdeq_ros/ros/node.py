@@ -1,4 +1,4 @@
-"""``streamdeq_node``: the StreamSession as a ROS 2 lifecycle node (cameras in, segmentation out).
+"""``streamdeq_node``: the StreamSession as a ROS 2 lifecycle node (cameras in, perception out).
 
 Each camera topic gets its own :class:`~streamdeq_ros.stream.StreamSession` on the model's
 device. Subscriptions only keep the newest frame per camera (a frame replaced before it was
@@ -21,18 +21,20 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import String
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 import torch
-from vision_msgs.msg import LabelInfo, VisionClass
+from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from . import params as P
 from .image_conv import compressed_to_rgb, fill_image, image_to_rgb, ImageError
+from .messages import detections_msg, keypoints_cloud, label_info
 from ..model.checkpoint import CheckpointError, load_net
 from ..models import bundled_checkpoint
-from ..pipeline import FramePipeline
+from ..pipeline import FrameOutput, FramePipeline
 from ..stream import IterationBudget, NonFiniteStateError
+from ..tracking import IoUTracker
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -63,6 +65,7 @@ class _Camera:
     def __init__(self, topic: str, prefix: str):
         self.topic, self.prefix = topic, prefix
         self.session = None
+        self.tracker = None
         self.sub = None
         self.pending = None
         self.received = self.processed = self.skipped = self.rejected = 0
@@ -145,25 +148,37 @@ class StreamDEQNode(LifecycleNode):
         self.card, self.device = card, dev
         topics = list(self.cfg['cameras'])
         self.cams = [_Camera(t, camera_prefix(t, len(topics))) for t in topics]
+        tasks = self.pipeline.tasks
+        # a head the model lacks gets no topics at all (absent, not empty)
+        outputs = {'segmentation': [('class', Image, 'segmentation/class_mask'),
+                                    ('color', Image, 'segmentation/color_mask')],
+                   'detection': [('detections', Detection2DArray, 'detections')],
+                   'pose': [('keypoints', PointCloud2, 'keypoints'),
+                            ('persons', Detection2DArray, 'keypoints/persons')]}
         for cam in self.cams:
             for stage in ('', 'partial/'):
-                base = '~/' + stage + cam.prefix + 'segmentation/'
-                cam.pubs[stage + 'class'] = self.create_publisher(Image, base + 'class_mask', 5)
-                cam.pubs[stage + 'color'] = self.create_publisher(Image, base + 'color_mask', 5)
+                for task in tasks:
+                    for key, kind, name in outputs[task]:
+                        cam.pubs[stage + key] = self.create_publisher(
+                            kind, '~/' + stage + cam.prefix + name, 5)
             cam.pubs['overlay'] = self.create_publisher(Image, '~/' + cam.prefix + 'overlay', 5)
-        self.label_pub = self.create_publisher(LabelInfo, '~/segmentation/label_info', LATCHED)
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self.label_pubs = []
+        for task, topic, names, first in (
+                ('segmentation', 'segmentation/label_info', self.pipeline.classes, 0),
+                ('detection', 'detections/label_info', self.pipeline.det_classes, 1),
+                ('pose', 'keypoints/label_info', self.pipeline.joints, 0)):
+            if task in tasks:
+                pub = self.create_publisher(LabelInfo, '~/' + topic, LATCHED)
+                pub.publish(label_info(names, first, header))
+                self.label_pubs.append(pub)
         self.status_pub = self.create_publisher(String, '~/status', 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
         self.diag_timer = self.create_timer(1.0, self._diagnostics)
-        info = LabelInfo()
-        info.header.stamp = self.get_clock().now().to_msg()
-        info.class_map = [VisionClass(class_id=i, class_name=n)
-                          for i, n in enumerate(self.pipeline.classes)]
-        self.label_pub.publish(info)
         h, w = self.pipeline.input_size
-        self.get_logger().info('configured: %s on %s, input %dx%d, cameras %s'
-                               % (path, dev, w, h, ', '.join(topics)))
+        self.get_logger().info('configured: %s (%s) on %s, input %dx%d, cameras %s'
+                               % (path, ', '.join(tasks), dev, w, h, ', '.join(topics)))
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
@@ -176,6 +191,7 @@ class StreamDEQNode(LifecycleNode):
         compressed = self.cfg['input_transport'] == 'compressed'
         for cam in self.cams:
             cam.session = self.pipeline.new_session(cam.topic)
+            cam.tracker = IoUTracker()
             cam.session.solver = self.cfg['solver']
             topic = cam.topic.rstrip('/') + '/compressed' if compressed else cam.topic
             cam.sub = self.create_subscription(
@@ -200,6 +216,7 @@ class StreamDEQNode(LifecycleNode):
                 self.destroy_subscription(cam.sub)
                 cam.sub = None
             cam.session = None
+            cam.tracker = None
             cam.pending = None
         if self.device and self.device.startswith('cuda'):
             torch.cuda.empty_cache()
@@ -224,7 +241,7 @@ class StreamDEQNode(LifecycleNode):
         for cam in self.cams:
             for pub in cam.pubs.values():
                 self.destroy_publisher(pub)
-        for pub in (self.label_pub, self.status_pub, self.diag_pub):
+        for pub in self.label_pubs + [self.status_pub, self.diag_pub]:
             self.destroy_publisher(pub)
         self.destroy_service(self.reset_srv)
         self.destroy_timer(self.diag_timer)
@@ -264,10 +281,20 @@ class StreamDEQNode(LifecycleNode):
             self._last_warn = now
             self.get_logger().warn(text)
 
-    def _publish_mask(self, cam, stage, mask, header):
-        cam.pubs[stage + 'class'].publish(fill_image(Image(), mask, 'mono8', header))
-        cam.pubs[stage + 'color'].publish(
-            fill_image(Image(), self.pipeline.colorize(mask), 'rgb8', header))
+    def _publish(self, cam, stage: str, out: FrameOutput, header):
+        if out.mask is not None:
+            cam.pubs[stage + 'class'].publish(fill_image(Image(), out.mask, 'mono8', header))
+            cam.pubs[stage + 'color'].publish(
+                fill_image(Image(), self.pipeline.colorize(out.mask), 'rgb8', header))
+        if out.detections is not None:
+            d = out.detections
+            cam.pubs[stage + 'detections'].publish(
+                detections_msg(d.boxes, d.labels, d.scores, d.ids, header))
+        if out.keypoints is not None:
+            p = out.persons
+            cam.pubs[stage + 'persons'].publish(
+                detections_msg(p.boxes, p.labels, p.scores, p.ids, header))
+            cam.pubs[stage + 'keypoints'].publish(keypoints_cloud(out.keypoints, p.ids, header))
 
     def _process(self, cam: _Camera, msg, cfg):
         t0 = time.perf_counter()
@@ -283,21 +310,23 @@ class StreamDEQNode(LifecycleNode):
             return
         partial_at = [cfg['partial_iters']] if cfg['publish_partial'] else []
 
-        def on_partial(seg):
-            self._publish_mask(cam, 'partial/', seg.mask, msg.header)
+        def on_partial(out):
+            self._publish(cam, 'partial/', out, msg.header)
 
         try:
-            result, seg = self.pipeline.process(session, rgb, partial_at=partial_at,
+            result, out = self.pipeline.process(session, rgb, partial_at=partial_at,
                                                 mask_resolution=cfg['mask_resolution'],
-                                                on_partial=on_partial)
+                                                on_partial=on_partial,
+                                                score_threshold=cfg['score_threshold'],
+                                                tracker=cam.tracker)
         except NonFiniteStateError as exc:
             cam.rejected += 1
             self._warn('camera %s: %s' % (cam.topic, exc))
             return
-        self._publish_mask(cam, '', seg.mask, msg.header)
+        self._publish(cam, '', out, msg.header)
         if cam.pubs['overlay'].get_subscription_count() > 0:
             cam.pubs['overlay'].publish(fill_image(
-                Image(), self.pipeline.overlay(rgb, seg.mask), 'rgb8', msg.header))
+                Image(), self.pipeline.overlay(rgb, out), 'rgb8', msg.header))
         latency = (time.perf_counter() - t0) * 1e3
         cam.processed += 1
         cam.latency.append(latency)
@@ -307,13 +336,16 @@ class StreamDEQNode(LifecycleNode):
             'frame_id': msg.header.frame_id, 'iters': result.iters,
             'final_residual': result.final_residual, 'latency_ms': round(latency, 3),
             'warm': result.warm, 'reset': result.reset, 'stage': 'refined',
-            'partials': [p.iteration for p in result.partials]})))
+            'partials': [p.iteration for p in result.partials],
+            'detections': None if out.detections is None else len(out.detections.ids),
+            'persons': None if out.persons is None else len(out.persons.ids)})))
 
     def _on_reset(self, request, response):
         with self.cond:
             for cam in self.cams:
                 if cam.session is not None:
                     cam.session.reset()
+                    cam.tracker.reset()
         response.success = True
         response.message = 'reset %d camera state(s)' % len(self.cams)
         return response
