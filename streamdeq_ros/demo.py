@@ -1,11 +1,12 @@
 """``streamdeq demo``: the node and the video source as processes, ``iters`` switched live.
 
-Starts ``streamdeq_node`` (bundled model) and ``streamdeq_video_source`` (generated street
-clips, a hard cut every 60 frames) as separate processes talking over DDS, subscribes to the
-node's overlay and status, switches ``iters`` through the parameter service (what
-``ros2 param set /streamdeq iters N`` does) part-way, and writes to ``--out``:
-``overlay.mp4``, ``frames.csv`` (per answered frame: iterations, residual, latency),
-``latency_iters.png``, and prints a short summary.
+Starts ``streamdeq_node`` (bundled model: segmentation, detection and pose) and
+``streamdeq_video_source`` (by default generated street clips, a hard cut every 60 frames; or
+``--source`` a video file or frame folder) as separate processes talking over DDS, subscribes to
+the node's overlay (mask, boxes, skeletons) and status, switches ``iters`` through the parameter
+service (what ``ros2 param set /streamdeq iters N`` does) part-way, and writes to ``--out``:
+``overlay.mp4``, ``frames.csv`` (per answered frame: iterations, residual, latency, detections,
+persons), ``latency_iters.png``, and prints a short summary.
 """
 import csv
 import json
@@ -33,6 +34,9 @@ def add_arguments(p):
     p.add_argument('--switch-to', type=int, default=1, help='iterations after the switch')
     p.add_argument('--switch-at', type=int, default=0,
                    help='answered frame after which iters is switched (0: half of --frames)')
+    p.add_argument('--source', default='generated',
+                   help='what the video source plays: generated (street clips the bundled '
+                        'model was trained on) or a video file or image folder')
     p.add_argument('--out', default='streamdeq_demo', help='output directory')
     p.add_argument('--timeout', type=float, default=300.0, help='give up after this many s')
 
@@ -69,7 +73,8 @@ def run(args) -> int:
             print('streamdeq demo: the node did not come up', file=sys.stderr)
             return 1
         source = subprocess.Popen([_bin('streamdeq_video_source'), '--ros-args',
-                                   '-p', 'source:=generated', '-p', 'fps:=%.3f' % args.fps,
+                                   '-p', 'source:=%s' % args.source,
+                                   '-p', 'fps:=%.3f' % args.fps,
                                    '-p', 'max_frames:=%d' % args.frames,
                                    '-p', 'wait_for_subscribers:=1',
                                    '-r', 'image:=' + TOPIC])
@@ -105,6 +110,10 @@ def run(args) -> int:
     return 0 if node_rc == 0 else 1
 
 
+def _count(value) -> str:
+    return '' if value is None else str(value)
+
+
 def _write(args, status, overlays, switched_after):
     import matplotlib
     matplotlib.use('Agg')
@@ -112,11 +121,13 @@ def _write(args, status, overlays, switched_after):
     csv_path = os.path.join(args.out, 'frames.csv')
     with open(csv_path, 'w', newline='') as fh:
         w = csv.writer(fh)
-        w.writerow(['frame', 'stamp', 'iters', 'final_residual', 'latency_ms', 'warm', 'reset'])
+        w.writerow(['frame', 'stamp', 'iters', 'final_residual', 'latency_ms', 'warm', 'reset',
+                    'detections', 'persons'])
         for i, s in enumerate(status):
             w.writerow([i, '%d.%09d' % tuple(s['stamp']), s['iters'],
                         '%.5g' % s['final_residual'], s['latency_ms'], int(s['warm']),
-                        int(s['reset'])])
+                        int(s['reset']), _count(s.get('detections')),
+                        _count(s.get('persons'))])
     video = os.path.join(args.out, 'overlay.mp4')
     keys = [tuple(s['stamp']) for s in status if tuple(s['stamp']) in overlays]
     if keys:
@@ -146,4 +157,8 @@ def _write(args, status, overlays, switched_after):
         res = [s['final_residual'] for s in status if s['iters'] == m]
         print('iters %d: %d frames, median latency %.1f ms, median residual %.3f'
               % (m, len(lat), float(np.median(lat)), float(np.median(res))))
+    if status[0].get('detections') is not None:
+        dets = np.mean([s['detections'] for s in status])
+        persons = np.mean([s['persons'] or 0 for s in status])
+        print('mean per frame: %.2f detections, %.2f persons with keypoints' % (dets, persons))
     print('wrote %s, %s, %s' % (video if keys else '(no overlay)', csv_path, plot))

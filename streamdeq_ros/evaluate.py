@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.detection import MeanAveragePrecision
+from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from .data.clips import frame_targets, LabelledClip
@@ -34,9 +35,12 @@ from .model.heads.segmentation import class_ids
 from .stream import StreamSession
 
 IGNORE_INDEX = 255
-#: the metric of each task, and its printed name
-TASK_METRIC = {'segmentation': 'miou', 'detection': 'map50', 'pose': 'pckh'}
-METRIC_NAMES = {'miou': 'mIoU', 'map50': 'mAP@50', 'pckh': 'PCKh@0.5'}
+#: the tasks in head order, and the printed name of each metric
+TASKS = ('segmentation', 'detection', 'pose')
+METRIC_NAMES = {'miou': 'mIoU', 'map50': 'mAP@50', 'pckh': 'PCKh@0.5',
+                'pckh_det': 'PCKh@0.5 (detected persons)'}
+#: a person box found by the detector (score >= this) stands for the person it overlaps
+POSE_DET_SCORE, POSE_DET_IOU = 0.5, 0.5
 
 
 class SegmentationScore:
@@ -134,42 +138,74 @@ def _stack(clips: Sequence[LabelledClip], index_from_end: int, device) -> torch.
 def _tasks(net, clips: Sequence[LabelledClip]) -> List[str]:
     """Return the heads of ``net`` that ``clips`` have labels for (boxes, joints: generated)."""
     labelled = all('labels' in c.meta for c in clips)
-    return [t for t in TASK_METRIC if t in net.heads and (t == 'segmentation' or labelled)]
+    return [t for t in TASKS if t in net.heads and (t == 'segmentation' or labelled)]
 
 
-def _scorers(net, tasks, class_names):
+def _scorers(net, tasks, class_names) -> Dict:
     out = {}
     if 'segmentation' in tasks:
-        out['segmentation'] = SegmentationScore(net.heads['segmentation'].num_classes,
-                                                class_names)
+        out['miou'] = SegmentationScore(net.heads['segmentation'].num_classes, class_names)
     if 'detection' in tasks:
-        out['detection'] = DetectionScore(net.det_classes)
+        out['map50'] = DetectionScore(net.det_classes)
     if 'pose' in tasks:
-        out['pose'] = PoseScore(net.joint_names)
+        out['pckh'] = PoseScore(net.joint_names)
+        if 'detection' in tasks:
+            out['pckh_det'] = PoseScore(net.joint_names)
+    return out
+
+
+def _match_persons(net, z, detections, truth_boxes, joints: int) -> List[torch.Tensor]:
+    """Keypoints (P, J, 3) per image for the true persons, read in the detector's boxes.
+
+    Person detections (score >= :data:`POSE_DET_SCORE`) are matched greedily by score to the
+    true boxes they overlap with IoU >= :data:`POSE_DET_IOU`; a true person without a match
+    gets NaN joints (all counted as wrong).
+    """
+    found = [d['boxes'][(d['labels'] == net.person_label) & (d['scores'] >= POSE_DET_SCORE)]
+             for d in detections]
+    kps = net.perceive(z, heads=['pose'], person_boxes=found).keypoints
+    out = []
+    for boxes, kp, truth in zip(found, kps, truth_boxes):
+        pred = torch.full((len(truth), joints, 3), float('nan'))
+        if len(truth) and len(boxes):
+            iou = box_iou(boxes.cpu(), truth)
+            for i in range(len(boxes)):                    # boxes come sorted by score
+                j = int(iou[i].argmax())
+                if iou[i, j] >= POSE_DET_IOU:
+                    pred[j] = kp[i].cpu()
+                    iou[:, j] = -1.0
+        out.append(pred)
     return out
 
 
 def score_state(net, z: List[torch.Tensor], batch: Sequence[LabelledClip], scorers: Dict):
     """Run the scored heads on the state of the labelled frames of ``batch`` and score them.
 
-    Pose is scored inside the ground-truth person boxes (the MPII protocol, which gives each
-    person's position); detection is scored on its own boxes.
+    ``pckh`` reads pose inside the ground-truth person boxes (the MPII protocol, which gives
+    each person's position); ``pckh_det`` inside the detector's person boxes, end to end as the
+    node runs; detection is scored on its own boxes.
     """
     targets = [frame_targets(c.meta['labels'][c.labelled_index]) for c in batch] \
-        if set(scorers) - {'segmentation'} else None
-    boxes = [t['person_boxes'].to(z[0].device) for t in targets] if 'pose' in scorers else None
+        if set(scorers) - {'miou'} else None
+    boxes = [t['person_boxes'].to(z[0].device) for t in targets] if 'pckh' in scorers else None
+    heads = [t for t, k in zip(TASKS, ('miou', 'map50', 'pckh')) if k in scorers]
     with torch.inference_mode():
-        p = net.perceive(z, heads=list(scorers), person_boxes=boxes)
-    if 'segmentation' in scorers:
+        p = net.perceive(z, heads=heads, person_boxes=boxes)
+        if 'pckh_det' in scorers:
+            det_kps = _match_persons(net, z, p.detections, [t['person_boxes'] for t in targets],
+                                     len(net.joint_names))
+    if 'miou' in scorers:
         size = batch[0].frames[0].shape[:2]
-        scorers['segmentation'].update(class_ids(p.seg_logits, size),
-                                       torch.from_numpy(np.stack([c.mask for c in batch])))
-    if 'detection' in scorers:
-        scorers['detection'].update(p.detections, targets)
-    if 'pose' in scorers:
-        scorers['pose'].update(torch.cat(p.keypoints),
-                               torch.cat([t['keypoints'] for t in targets]),
-                               torch.cat([t['head_sizes'] for t in targets]))
+        scorers['miou'].update(class_ids(p.seg_logits, size),
+                               torch.from_numpy(np.stack([c.mask for c in batch])))
+    if 'map50' in scorers:
+        scorers['map50'].update(p.detections, targets)
+    truth = [torch.cat([t[k] for t in targets]) for k in ('keypoints', 'head_sizes')] \
+        if 'pckh' in scorers else None
+    if 'pckh' in scorers:
+        scorers['pckh'].update(torch.cat(p.keypoints), *truth)
+    if 'pckh_det' in scorers:
+        scorers['pckh_det'].update(torch.cat(det_kps), *truth)
 
 
 def stream_scores(net, clips: Sequence[LabelledClip], iters: Sequence[int],
@@ -211,12 +247,12 @@ def stream_scores(net, clips: Sequence[LabelledClip], iters: Sequence[int],
             bar.update(1)
     bar.close()
     out = {'tasks': tasks, 'metrics': {}, 'residual': {}}
-    for (m, t), per_task in scores.items():
-        for task, sc in per_task.items():
+    for (m, t), per_metric in scores.items():
+        for metric, sc in per_metric.items():
             r = sc.compute()
-            metric = TASK_METRIC[task]
+            key = 'pckh' if metric == 'pckh_det' else metric
             entry = out['metrics'].setdefault(metric, {'curves': {}, 'per_class': {}})
-            entry['curves'].setdefault(str(m), {})[t] = r[metric]
+            entry['curves'].setdefault(str(m), {})[t] = r[key]
             entry['per_class'].setdefault(str(m), {})[t] = r.get('per_class', r.get('iou'))
         out['residual'].setdefault(str(m), {})[t] = float(np.mean(residuals[(m, t)]))
     out['baseline'] = {'iters': baseline_iters, 'residual': out['residual'].pop('baseline')[0]}

@@ -74,7 +74,7 @@ def test_inference_gives_boxes_in_the_image_and_keypoints_per_person(net):
                                                               for t in targets])
     assert p.seg_logits.shape == (2, len(street.CLASSES), 24, 48)
     for d, keep in zip(p.detections, p.person_index):
-        assert d['boxes'].shape[1] == 4 and len(d['boxes']) <= 50
+        assert d['boxes'].shape[1] == 4 and len(d['boxes']) <= 20
         assert (d['boxes'][:, :2] >= 0).all() and (d['boxes'][:, 2] <= 192).all()
         assert set(d['labels'].tolist()) <= {1, 2}
         assert (d['labels'][keep] == net.person_label).all()

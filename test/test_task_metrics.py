@@ -52,6 +52,9 @@ def test_pckh_counts_joints_within_half_a_head_segment():
     assert r['pckh'] == pytest.approx(3 / 5)
     assert r['per_class'] == {'a': 1.0, 'b': 0.0, 'c': 1.0}
     assert np.isnan(PoseScore(['a']).compute()['pckh'])   # nothing counted: not a number
+    missed = PoseScore(['a', 'b', 'c'])                   # a person the detector missed
+    missed.update(torch.full((2, 3, 3), float('nan')), truth, heads)
+    assert missed.compute()['pckh'] == 0.0 and missed.total.sum() == 5
 
 
 def test_tracker_keeps_ids_of_overlapping_boxes_of_the_same_class():

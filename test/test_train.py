@@ -127,7 +127,7 @@ def test_multi_task_training_from_a_segmentation_model_then_streaming_eval(tmp_p
                  '--width', '128']) == 0
     with open(os.path.join(ev, 'results.json')) as fh:
         res = json.load(fh)['models']['MT']
-    assert set(res['metrics']) == {'miou', 'map50', 'pckh'}
+    assert set(res['metrics']) == {'miou', 'map50', 'pckh', 'pckh_det'}
     assert set(res['metrics']['pckh']['curves']) == {'1', '2'}
     assert set(res['fps_seg_only']) == set(res['fps']) == {'1', '2', 'baseline'}
     table = open(os.path.join(ev, 'tasks_table.md')).read()

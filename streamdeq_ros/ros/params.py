@@ -70,7 +70,8 @@ PARAMS: List[Param] = [
           'the time left', float_range=(0.0, 10000.0)),
     Param('publish_partial', True, 'publish results after partial_iters iterations too'),
     Param('partial_iters', 1, 'iterations before the partial result', int_range=(1, 100)),
-    Param('score_threshold', 0.5, 'minimum detection score', float_range=(0.0, 1.0)),
+    Param('score_threshold', 0.5, 'minimum score of a published detection (and of a person '
+          'whose keypoints are published)', float_range=(0.0, 1.0)),
     Param('mask_resolution', 'input', "'input' (camera size) or 'network' (input_size)",
           choices=('input', 'network')),
     Param('autostart', True, 'configure and activate on start-up', True),

@@ -6,7 +6,10 @@ started across frames), so the head starts from that state: the only code writte
 adapter that names the MDEQ scales as FPN levels. The FPN, anchor generator, RPN, RoIAlign
 (``MultiScaleRoIAlign``), box head, box predictor and NMS are torchvision's.
 
-Boxes are ``x1, y1, x2, y2`` in pixels of the network input; label 0 is the background, label
+Proposal and detection counts are sized for street scenes of a few dozen objects: at inference
+the RPN keeps 100 boxes per level before NMS and 30 after, and at most 20 detections remain
+(NMS is the main cost of the head on a CPU). Boxes are ``x1, y1, x2, y2`` in pixels of the
+network input; label 0 is the background, label
 ``i >= 1`` is ``classes[i - 1]`` of the model card.
 """
 from collections import OrderedDict
@@ -53,8 +56,8 @@ class DetectionHead(nn.Module):
         self.rpn = RegionProposalNetwork(
             anchors, RPNHead(fpn_channels, len(ASPECT_RATIOS)),
             fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=128,
-            positive_fraction=0.5, pre_nms_top_n={'training': 600, 'testing': 300},
-            post_nms_top_n={'training': 300, 'testing': 100}, nms_thresh=0.7)
+            positive_fraction=0.5, pre_nms_top_n={'training': 600, 'testing': 100},
+            post_nms_top_n={'training': 300, 'testing': 30}, nms_thresh=0.7)
         names = [str(i) for i in range(levels)]
         self.roi_heads = RoIHeads(
             MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2),
@@ -62,7 +65,7 @@ class DetectionHead(nn.Module):
             FastRCNNPredictor(representation, self.num_classes + 1),
             fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=128,
             positive_fraction=0.25, bbox_reg_weights=None, score_thresh=0.05,
-            nms_thresh=0.5, detections_per_img=50)
+            nms_thresh=0.5, detections_per_img=20)
 
     def image_size(self, z: Sequence[torch.Tensor]) -> Tuple[int, int]:
         """Return the network input size (H, W) that produced the state ``z``."""
