@@ -33,7 +33,12 @@ def test_mask_at_input_and_network_resolution_with_partials(pipeline):
         assert (colour[seg.mask == k] == pipeline.palette[k]).all()
     assert tuple(pipeline.palette[pipeline.classes.index('sky')]) == (70, 130, 180)
     assert pipeline.overlay(frame, net_seg).shape == frame.shape
-    assert net_seg.detections is None and net_seg.keypoints is None     # a segmentation model
+    # the default model's other heads read the same state: boxes and joints in camera pixels
+    assert net_seg.detections is not None and len(seg.detections.boxes) > 0
+    assert (seg.detections.boxes[:, 2] <= 300).all() and (seg.detections.boxes[:, 3] <= 150).all()
+    assert seg.keypoints.shape == (len(seg.persons.ids), 16, 3)
+    assert set(seg.persons.labels.tolist()) <= {pipeline.det_classes.index('person') + 1}
+    assert pipeline.overlay(frame, seg).shape == frame.shape
 
 
 def test_cameras_keep_independent_states(pipeline):

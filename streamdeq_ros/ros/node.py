@@ -36,6 +36,12 @@ from ..pipeline import FrameOutput, FramePipeline
 from ..stream import IterationBudget, NonFiniteStateError
 from ..tracking import IoUTracker
 
+#: per head: (publisher key, message type, topic under ~/[partial/][camera/])
+OUTPUTS = {'segmentation': [('class', Image, 'segmentation/class_mask'),
+                            ('color', Image, 'segmentation/color_mask')],
+           'detection': [('detections', Detection2DArray, 'detections')],
+           'pose': [('keypoints', PointCloud2, 'keypoints'),
+                    ('persons', Detection2DArray, 'keypoints/persons')]}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
                      history=HistoryPolicy.KEEP_LAST)
@@ -149,16 +155,10 @@ class StreamDEQNode(LifecycleNode):
         topics = list(self.cfg['cameras'])
         self.cams = [_Camera(t, camera_prefix(t, len(topics))) for t in topics]
         tasks = self.pipeline.tasks
-        # a head the model lacks gets no topics at all (absent, not empty)
-        outputs = {'segmentation': [('class', Image, 'segmentation/class_mask'),
-                                    ('color', Image, 'segmentation/color_mask')],
-                   'detection': [('detections', Detection2DArray, 'detections')],
-                   'pose': [('keypoints', PointCloud2, 'keypoints'),
-                            ('persons', Detection2DArray, 'keypoints/persons')]}
         for cam in self.cams:
             for stage in ('', 'partial/'):
-                for task in tasks:
-                    for key, kind, name in outputs[task]:
+                for task in tasks:              # a head the model lacks gets no topics at all
+                    for key, kind, name in OUTPUTS[task]:
                         cam.pubs[stage + key] = self.create_publisher(
                             kind, '~/' + stage + cam.prefix + name, 5)
             cam.pubs['overlay'] = self.create_publisher(Image, '~/' + cam.prefix + 'overlay', 5)
