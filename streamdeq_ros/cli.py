@@ -17,16 +17,22 @@ def build_parser() -> argparse.ArgumentParser:
         description=bench_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench_mod.add_arguments(solver)
     solver.set_defaults(func=bench_mod.run)
+    from . import bench_heads as heads_mod
+    heads = bench_sub.add_parser(
+        'heads', help='per-frame cost of each task head next to the backbone',
+        description=heads_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    heads_mod.add_arguments(heads)
+    heads.set_defaults(func=heads_mod.run)
 
     from . import train as train_mod
-    train = sub.add_parser('train', help='train IL/UR/SUR segmentation models',
+    train = sub.add_parser('train', help='train IL/UR/SUR models (segmentation, detection, pose)',
                            description=train_mod.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     train_mod.add_arguments(train)
     train.set_defaults(func=train_mod.run)
 
     from . import evaluate as eval_mod
-    evaluate = sub.add_parser('eval', help="the paper's streaming evaluation (mIoU vs offset)",
+    evaluate = sub.add_parser('eval', help="the paper's streaming evaluation (metric vs offset)",
                               description=eval_mod.__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     eval_mod.add_arguments(evaluate)

@@ -8,12 +8,14 @@ import sys
 import pytest
 
 from streamdeq_ros.cli import main
+from streamdeq_ros.models import bundled_checkpoint
 
 BIN = os.path.join(os.path.dirname(sys.executable), 'streamdeq')
 
 
 @pytest.mark.parametrize('argv', [['--help'], ['bench', '--help'], ['bench', 'solver', '--help'],
-                                  ['demo', '--help'], ['train', '--help'], ['eval', '--help']])
+                                  ['bench', 'heads', '--help'], ['demo', '--help'],
+                                  ['train', '--help'], ['eval', '--help']])
 def test_help_exits_zero(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -34,8 +36,25 @@ def test_demo_runs_node_and_source_and_switches_iters(tmp_path):
     switch = iters.index(1)
     assert set(iters[:switch]) == {3} and set(iters[switch:]) == {1}
     assert all(float(r['latency_ms']) > 0 for r in rows)
+    # the bundled default has all three heads: every answered frame reports its counts
+    assert all(r['detections'].isdigit() and r['persons'].isdigit() for r in rows)
+    assert sum(int(r['detections']) for r in rows) > 0
     assert (tmp_path / 'overlay.mp4').stat().st_size > 1000
     assert (tmp_path / 'latency_iters.png').stat().st_size > 1000
+
+
+def test_bench_heads_times_every_head_of_the_bundled_model(tmp_path):
+    path = tmp_path / 'heads.json'
+    assert main(['bench', 'heads', '--repeats', '3', '--threads', '2', '--json',
+                 str(path)]) == 0
+    out = json.loads(path.read_text())
+    parts = ('backbone', 'segmentation', 'fpn', 'rpn', 'box_head', 'detection', 'pose',
+             'all_heads')
+    assert all(out[k] > 0 for k in parts)
+    assert out['cost_ratio'] == pytest.approx((out['backbone'] + out['all_heads'])
+                                              / (out['backbone'] + out['segmentation']))
+    with pytest.raises(SystemExit, match='three-head checkpoint'):
+        main(['bench', 'heads', '--checkpoint', bundled_checkpoint('seg_tiny_sur')])
 
 
 def test_unknown_subcommand_is_refused(capsys):
