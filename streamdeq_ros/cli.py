@@ -1,6 +1,17 @@
 """The ``streamdeq`` command: ``streamdeq <subcommand> --help`` for each."""
 import argparse
+import importlib
 import sys
+
+#: (parent, name, module under streamdeq_ros, one-line help); the module's docstring is the
+#: long description, and it provides ``add_arguments(parser)`` and ``run(args)``
+COMMANDS = (
+    ('bench', 'solver', 'bench', 'warm vs cold iterations to tolerance, cost of one f evaluation'),
+    ('bench', 'heads', 'bench_heads', 'per-frame cost of each task head next to the backbone'),
+    (None, 'train', 'train', 'train IL/UR/SUR models (segmentation, detection, pose)'),
+    (None, 'eval', 'evaluate', "the paper's streaming evaluation (metric vs offset)"),
+    (None, 'demo', 'demo', 'node + video source as processes, iters switched live'),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -8,42 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='streamdeq', description='StreamDEQ streaming perception tools.')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
-
     bench = sub.add_parser('bench', help='benchmarks', description='Benchmarks.')
-    bench_sub = bench.add_subparsers(dest='bench', metavar='BENCH', required=True)
-    from . import bench as bench_mod
-    solver = bench_sub.add_parser(
-        'solver', help='warm vs cold iterations to tolerance, cost of one f evaluation',
-        description=bench_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench_mod.add_arguments(solver)
-    solver.set_defaults(func=bench_mod.run)
-    from . import bench_heads as heads_mod
-    heads = bench_sub.add_parser(
-        'heads', help='per-frame cost of each task head next to the backbone',
-        description=heads_mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    heads_mod.add_arguments(heads)
-    heads.set_defaults(func=heads_mod.run)
-
-    from . import train as train_mod
-    train = sub.add_parser('train', help='train IL/UR/SUR models (segmentation, detection, pose)',
-                           description=train_mod.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    train_mod.add_arguments(train)
-    train.set_defaults(func=train_mod.run)
-
-    from . import evaluate as eval_mod
-    evaluate = sub.add_parser('eval', help="the paper's streaming evaluation (metric vs offset)",
-                              description=eval_mod.__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    eval_mod.add_arguments(evaluate)
-    evaluate.set_defaults(func=eval_mod.run)
-
-    from . import demo as demo_mod
-    demo = sub.add_parser('demo', help='node + video source as processes, iters switched live',
-                          description=demo_mod.__doc__,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo_mod.add_arguments(demo)
-    demo.set_defaults(func=demo_mod.run)
+    parents = {None: sub,
+               'bench': bench.add_subparsers(dest='bench', metavar='BENCH', required=True)}
+    for parent, name, module, text in COMMANDS:
+        mod = importlib.import_module('.' + module, __package__)
+        cmd = parents[parent].add_parser(name, help=text, description=mod.__doc__,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(cmd)
+        cmd.set_defaults(func=mod.run)
     return parser
 
 
