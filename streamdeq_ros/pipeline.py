@@ -9,7 +9,7 @@ resolution (``'input'``) or at the network's input resolution (``'network'``), d
 keypoints inside the detected person boxes. It also draws colour masks and overlays (mask,
 boxes, skeletons).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
@@ -37,12 +37,6 @@ class Detections:
     scores: np.ndarray
     ids: np.ndarray
 
-    @staticmethod
-    def empty() -> 'Detections':
-        """Return no detections."""
-        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
-                          np.zeros(0, np.float32), np.zeros(0, np.uint32))
-
     def select(self, keep: np.ndarray) -> 'Detections':
         """Return the rows where ``keep`` is True (or the listed rows)."""
         return Detections(self.boxes[keep], self.labels[keep], self.scores[keep],
@@ -64,7 +58,7 @@ class FrameOutput:
     mask: Optional[np.ndarray] = None
     detections: Optional[Detections] = None
     persons: Optional[Detections] = None
-    keypoints: Optional[np.ndarray] = field(default=None)
+    keypoints: Optional[np.ndarray] = None
 
 
 class FramePipeline:
@@ -157,8 +151,7 @@ class FramePipeline:
                 q = self.net.perceive(z, heads=['pose'],
                                       person_boxes=[d['boxes'][keep][is_person]])
                 kp = q.keypoints[0].clone()
-                kp[..., 0] *= camera_size[1] / w
-                kp[..., 1] *= camera_size[0] / h
+                kp[..., :2] *= scale[:2]
                 out.persons = dets.select(is_person.cpu().numpy())
                 out.keypoints = kp.cpu().numpy()
         return out
@@ -192,20 +185,18 @@ class FramePipeline:
 
     def overlay(self, rgb: np.ndarray, out: FrameOutput, alpha: float = 0.5) -> np.ndarray:
         """Draw an output over the frame: the colour mask blended, boxes, skeletons."""
-        image = rgb
+        image = rgb.copy()
         if out.mask is not None:
             colour = self.colorize(out.mask)
             if colour.shape[:2] != rgb.shape[:2]:
                 colour = cv2.resize(colour, (rgb.shape[1], rgb.shape[0]),
                                     interpolation=cv2.INTER_NEAREST)
             image = cv2.addWeighted(rgb, 1 - alpha, colour, alpha, 0)
-        else:
-            image = rgb.copy()
         if out.detections is not None:
+            person = self.net.person_label if 'pose' in self.tasks else -1
             for box, label in zip(out.detections.boxes, out.detections.labels):
                 x1, y1, x2, y2 = (int(round(v)) for v in box)
-                colour = (255, 255, 0) if label == getattr(self.net, 'person_label', -1) \
-                    and 'pose' in self.tasks else (255, 64, 0)
+                colour = (255, 255, 0) if label == person else (255, 64, 0)
                 cv2.rectangle(image, (x1, y1), (x2, y2), colour, 1, cv2.LINE_AA)
         if out.keypoints is not None:
             for person in out.keypoints:
