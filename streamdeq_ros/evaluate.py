@@ -1,4 +1,4 @@
-"""``streamdeq eval``: the paper's streaming protocol for segmentation (Sec. IV-A, Fig. 11/12).
+"""``streamdeq eval``: the paper's streaming protocol (Sec. IV, Fig. 11-14, Table I).
 
 For a clip whose frame n is labelled and an offset t, the stream starts from z = 0 at frame
 n - t, runs M iterations per frame up to frame n (each frame warm-starts from the previous
@@ -7,14 +7,24 @@ through the same :class:`~streamdeq_ros.stream.StreamSession` the ROS node uses.
 single-frame baseline runs N iterations from zeros on frame n alone (N = 20 for UR/SUR, the
 Broyden threshold for IL). Offset t = 0 is the single-frame result with M iterations.
 
+Every head of a model is scored on the same state: segmentation by mIoU (torchmetrics'
+confusion matrix), detection by mAP@50 (torchmetrics' MeanAveragePrecision, pycocotools),
+pose by PCKh@0.5 in the ground-truth person boxes (``pckh``, MPII's protocol) and in the
+detector's person boxes (``pckh_det``). Detection and pose need clips with boxes and joints
+(the generator's); every model needs a segmentation head (the main table reads it).
+
 Frames per second are measured in the same run, after the accuracy runs: one stream of batch
-size 1 at M iterations per frame, everything included (injection, solver, head, arg-max),
-interleaved over models and repeated ``--fps-repeats`` times; the median is reported.
+size 1 at M iterations per frame, everything included (injection, solver, heads, arg-max),
+interleaved over models and repeated ``--fps-repeats`` times; the median is reported. A
+model with more heads is timed reading all of them and reading its segmentation head only.
 
 Outputs in ``--out``: ``results.json``, ``curves.csv`` (model, M, offset, mIoU),
 ``per_class.csv``, ``table.md`` (model x M -> mIoU at the largest offset and frames/s, plus the
 single-frame baseline), and ``miou_vs_offset.png`` (one panel per model, a curve per M,
-baselines dashed).
+baselines dashed). With detection or pose heads also ``metrics.csv`` (model, metric, M,
+offset, value), ``tasks_table.md`` (model x M -> every metric, frames/s with all heads and
+with segmentation only) and ``<metric>_vs_offset.png``; ``--readme`` then also rewrites the
+README's tasks block.
 """
 import csv
 import json
