@@ -1,7 +1,8 @@
 """``streamdeq bench heads``: what each head costs per frame next to the backbone's M iterations.
 
-On a trained checkpoint, a held-out generated street frame at the model's input size, with the
-state warm-started over the clip's earlier frames. Median wall times (ms) of:
+On a trained checkpoint, a held-out generated street frame at the model's input size (or
+``--height``/``--width``), with the state warm-started over the clip's earlier frames. Median
+wall times (ms) of:
 
 - ``backbone``: one ``StreamSession.step`` at ``--iters`` (injection + M applications of f);
 - ``segmentation``: the segmentation head, up-sampling and arg-max to the frame size;
@@ -27,7 +28,7 @@ from .stream import StreamSession
 
 @torch.inference_mode()
 def bench_heads(checkpoint: str, iters: int = 2, repeats: int = 50, threads=None,
-                seed: int = 0) -> dict:
+                seed: int = 0, height: int = 0, width: int = 0) -> dict:
     """Time the backbone step and each head of ``checkpoint``; return a dict (ms)."""
     if threads:
         torch.set_num_threads(threads)
@@ -36,7 +37,7 @@ def bench_heads(checkpoint: str, iters: int = 2, repeats: int = 50, threads=None
     if missing:
         raise ValueError('bench heads needs a three-head checkpoint; %s lacks %s'
                          % (checkpoint, ', '.join(sorted(missing))))
-    h, w = card['input']['height'], card['input']['width']
+    h, w = height or card['input']['height'], width or card['input']['width']
     clip = street_clips(1, h, w, seed=seed, split='test')[0]
     frames = [net.normalize(torch.from_numpy(f).permute(2, 0, 1)[None]) for f in clip.frames]
     session = StreamSession(net.backbone, solver='unroll')
@@ -81,6 +82,8 @@ def add_arguments(parser):
     parser.add_argument('--repeats', type=int, default=50, help='timing repeats (median)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--seed', type=int, default=0, help='held-out clip seed')
+    parser.add_argument('--height', type=int, default=0, help='frame height (0: the card)')
+    parser.add_argument('--width', type=int, default=0, help='frame width (0: the card)')
     parser.add_argument('--json', default=None, help='also write the results to this file')
 
 
@@ -89,7 +92,7 @@ def run(args) -> int:
     from .models import bundled_checkpoint
     try:
         out = bench_heads(args.checkpoint or bundled_checkpoint('multi_tiny_sur'), args.iters,
-                          args.repeats, args.threads, args.seed)
+                          args.repeats, args.threads, args.seed, args.height, args.width)
     except ValueError as exc:
         raise SystemExit('streamdeq bench heads: %s' % exc)
     for k in ('backbone', 'segmentation', 'fpn', 'rpn', 'box_head', 'detection', 'pose',
