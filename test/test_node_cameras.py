@@ -96,6 +96,19 @@ def test_two_cameras_keep_independent_states_and_reset(ros):
         assert trace_alone == pytest.approx(trace_with_a, rel=1e-4)
         cams = {s['camera'] for s in c.status}
         assert cams == {'/mc/a', '/mc/b'}
+        # both cameras far faster than the node: served in turn, neither starves
+        before = len(c.status)
+        end = time.monotonic() + 4.0
+        k = 0
+        while time.monotonic() < end:
+            k += 1
+            pa.publish(_img(cut_a, 0, 5000 + k))
+            pb.publish(_img(smooth_b, 0, 6000 + k))
+            rclpy.spin_once(c.node, timeout_sec=0.002)
+        _spin_until(c.node, lambda: False, 1.0)
+        served = [s['camera'] for s in c.status[before:]]
+        assert k > 2 * len(served)                            # the node could not keep up
+        assert served.count('/mc/a') >= 3 and served.count('/mc/b') >= 3, served
     finally:
         c.node.destroy_node()
         proc.send_signal(signal.SIGINT)

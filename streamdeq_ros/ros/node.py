@@ -74,6 +74,7 @@ class _Camera:
         self.tracker = None
         self.sub = None
         self.pending = None
+        self.reset_requested = False
         self.received = self.processed = self.skipped = self.rejected = 0
         self.latency = collections.deque(maxlen=200)
         self.stamps = collections.deque(maxlen=200)
@@ -94,6 +95,7 @@ class StreamDEQNode(LifecycleNode):
         self.cams: List[_Camera] = []
         self.cond = threading.Condition()
         self.worker = None
+        self._turn = 0                  # round robin over the cameras with a pending frame
         self.running = False
         self.active = False
         self.card = None
@@ -218,6 +220,7 @@ class StreamDEQNode(LifecycleNode):
             cam.session = None
             cam.tracker = None
             cam.pending = None
+            cam.reset_requested = False
         if self.device and self.device.startswith('cuda'):
             torch.cuda.empty_cache()
 
@@ -266,10 +269,18 @@ class StreamDEQNode(LifecycleNode):
                     self.cond.wait(timeout=0.5)
                 if not self.running:
                     return
-                cam = next(c for c in self.cams if c.pending is not None)
+                n = len(self.cams)
+                i = next(k % n for k in range(self._turn, self._turn + n)
+                         if self.cams[k % n].pending is not None)
+                self._turn = i + 1
+                cam = self.cams[i]
                 msg, cam.pending = cam.pending, None
+                reset, cam.reset_requested = cam.reset_requested, False
                 cfg = dict(self.cfg)
             try:
+                if reset:               # here, between frames, never in the middle of one
+                    cam.session.reset()
+                    cam.tracker.reset()
                 self._process(cam, msg, cfg)
             except Exception as exc:    # noqa: B902 - a frame must never take the node down
                 cam.rejected += 1
@@ -341,13 +352,13 @@ class StreamDEQNode(LifecycleNode):
             'persons': None if out.persons is None else len(out.persons.ids)})))
 
     def _on_reset(self, request, response):
+        # The worker applies it before each camera's next frame: a reset that arrived while a
+        # frame was being solved would otherwise be overwritten by that frame's state.
         with self.cond:
             for cam in self.cams:
-                if cam.session is not None:
-                    cam.session.reset()
-                    cam.tracker.reset()
+                cam.reset_requested = True
         response.success = True
-        response.message = 'reset %d camera state(s)' % len(self.cams)
+        response.message = 'reset %d camera state(s) (from their next frame)' % len(self.cams)
         return response
 
     def _diagnostics(self):
