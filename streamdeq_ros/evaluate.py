@@ -135,11 +135,6 @@ class PoseScore:
                               zip(self.joint_names, self.correct, self.total)}}
 
 
-def predict(net, z: List[torch.Tensor], size) -> torch.Tensor:
-    """Class ids (N, H, W) at ``size`` from a state (the segmentation head, then class_ids)."""
-    return class_ids(net.heads['segmentation'](z), size)
-
-
 def _stack(clips: Sequence[LabelledClip], index_from_end: int, device) -> torch.Tensor:
     frames = [c.frames[c.labelled_index - index_from_end] for c in clips]
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).to(device)

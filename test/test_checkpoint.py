@@ -28,7 +28,7 @@ def test_round_trip_restores_identical_outputs(tmp_path):
         u1, u2 = net.backbone.inject(x), loaded.backbone.inject(x)
         z1 = net.backbone.f(net.backbone.zeros(u1), u1)
         z2 = loaded.backbone.f(loaded.backbone.zeros(u2), u2)
-        assert torch.equal(net.readout(z1)['segmentation'], loaded.readout(z2)['segmentation'])
+        assert torch.equal(net.perceive(z1).seg_logits, loaded.perceive(z2).seg_logits)
 
 
 class Payload:

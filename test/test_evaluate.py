@@ -9,9 +9,10 @@ import torch
 
 from streamdeq_ros.cli import main
 from streamdeq_ros.data.clips import street_clips
-from streamdeq_ros.evaluate import (parse_model_spec, predict, README_END, README_START,
+from streamdeq_ros.evaluate import (parse_model_spec, README_END, README_START,
                                     SegmentationScore, stream_scores)
 from streamdeq_ros.model.checkpoint import save_checkpoint
+from streamdeq_ros.model.heads.segmentation import class_ids
 from streamdeq_ros.model.mdeq import get_config
 from streamdeq_ros.model.network import StreamDEQNet
 from streamdeq_ros.model.solvers import unroll
@@ -52,7 +53,7 @@ def _manual(net, clips, m, t):
             x = torch.from_numpy(np.stack([c.frames[c.labelled_index - back] for c in clips]))
             u = net.backbone.inject(net.normalize(x.permute(0, 3, 1, 2)))
             z = unroll(lambda s: net.backbone.f(s, u), z or net.backbone.zeros(u), m).z
-        score.update(predict(net, z, (32, 64)), target)
+        score.update(class_ids(net.heads['segmentation'](z), (32, 64)), target)
     return score.compute()['miou']
 
 

@@ -21,7 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class StreamDEQNet(nn.Module):
-    """Backbone + heads. ``readout(z)`` maps a fixed-point state to ``{head: output}``."""
+    """Backbone + heads. ``perceive(z)`` runs the heads on a fixed-point state."""
 
     def __init__(self, cfg: MDEQConfig, heads: Mapping[str, dict],
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
@@ -80,12 +80,6 @@ class StreamDEQNet(nn.Module):
         x = images.to(self.mean.device)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         return (x - self.mean) / self.std
-
-    def readout(self, z: List[torch.Tensor],
-                heads: Optional[Sequence[str]] = None) -> Dict[str, torch.Tensor]:
-        """Run the heads (all, or the named ones) on the state ``z``."""
-        names = self.heads.keys() if heads is None else heads
-        return {name: self.heads[name](z) for name in names}
 
     def perceive(self, z: List[torch.Tensor], heads: Optional[Sequence[str]] = None,
                  person_boxes: Optional[Sequence[torch.Tensor]] = None,
