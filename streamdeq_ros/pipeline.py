@@ -73,6 +73,8 @@ class FramePipeline:
         self.tasks = [t for t in ('segmentation', 'detection', 'pose') if t in net.heads]
         if 'pose' in net.heads and 'detection' not in net.heads:
             raise ValueError('the network has a pose head but no detection head to find persons')
+        # the detection label whose boxes the pose head reads (ValueError now, not per frame)
+        self.person_label = net.person_label if 'pose' in net.heads else -1
         self.card = card
         inp = card.get('input', {})
         h, w = input_size or (inp.get('height', 96), inp.get('width', 192))
@@ -147,7 +149,7 @@ class FramePipeline:
                 dets.ids = tracker.assign(dets.boxes, dets.labels, commit=not partial)
             out.detections = dets
             if 'pose' in self.tasks:
-                is_person = d['labels'][keep] == self.net.person_label
+                is_person = d['labels'][keep] == self.person_label
                 q = self.net.perceive(z, heads=['pose'],
                                       person_boxes=[d['boxes'][keep][is_person]])
                 kp = q.keypoints[0].clone()
@@ -193,10 +195,9 @@ class FramePipeline:
                                     interpolation=cv2.INTER_NEAREST)
             image = cv2.addWeighted(rgb, 1 - alpha, colour, alpha, 0)
         if out.detections is not None:
-            person = self.net.person_label if 'pose' in self.tasks else -1
             for box, label in zip(out.detections.boxes, out.detections.labels):
                 x1, y1, x2, y2 = (int(round(v)) for v in box)
-                colour = (255, 255, 0) if label == person else (255, 64, 0)
+                colour = (255, 255, 0) if label == self.person_label else (255, 64, 0)
                 cv2.rectangle(image, (x1, y1), (x2, y2), colour, 1, cv2.LINE_AA)
         if out.keypoints is not None:
             for person in out.keypoints:

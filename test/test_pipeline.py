@@ -4,6 +4,7 @@ import pytest
 
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.model.checkpoint import load_net
+from streamdeq_ros.model.network import build_net
 from streamdeq_ros.models import bundled_checkpoint
 from streamdeq_ros.pipeline import FramePipeline
 
@@ -51,6 +52,18 @@ def test_cameras_keep_independent_states(pipeline):
     fresh = pipeline.new_session('b2')
     alone = [pipeline.process(fresh, clip_b[t][0], iters=2)[0].final_residual for t in range(3)]
     assert res_b == pytest.approx(alone, rel=1e-5)
+
+
+def test_a_pose_head_without_persons_to_read_is_refused_at_start(pipeline):
+    card = dict(pipeline.card)
+    card['heads'] = dict(card['heads'])
+    card['heads']['pose'] = dict(card['heads']['pose'], person_class='cyclist')
+    net = build_net(card)
+    with pytest.raises(ValueError, match="no 'cyclist' class for the pose head"):
+        FramePipeline(net, card)
+    del card['heads']['detection']
+    with pytest.raises(ValueError, match='pose head but no detection head'):
+        FramePipeline(build_net(card), card)
 
 
 def test_bad_settings_are_refused(pipeline):
