@@ -14,6 +14,7 @@ wall times (ms) of:
 three-head model against reading its segmentation head only, at the same M.
 """
 import json
+import os
 
 import torch
 from torchvision.models.detection.image_list import ImageList
@@ -55,7 +56,7 @@ def bench_heads(checkpoint: str, iters: int = 2, repeats: int = 50, threads=None
     def all_heads():
         class_ids(net.perceive(z).seg_logits, (h, w))
 
-    out = {'checkpoint': checkpoint, 'iters': iters, 'height': h, 'width': w,
+    out = {'checkpoint': os.path.relpath(checkpoint), 'iters': iters, 'height': h, 'width': w,
            'threads': torch.get_num_threads(), 'repeats': repeats,
            'persons': int(len(persons[0])), 'detections': int(len(found['boxes'])),
            'backbone': _median_ms(lambda: session.step(x, iters=iters), repeats),
