@@ -24,6 +24,7 @@ from .data.clips import street_clips
 from .model.checkpoint import load_net
 from .model.heads.detection import mdeq_to_fpn_levels
 from .model.heads.segmentation import class_ids
+from .model.network import HEADS
 from .stream import StreamSession
 
 
@@ -34,7 +35,7 @@ def bench_heads(checkpoint: str, iters: int = 2, repeats: int = 50, threads=None
     if threads:
         torch.set_num_threads(threads)
     net, card = load_net(checkpoint)
-    missing = {'segmentation', 'detection', 'pose'} - set(net.heads)
+    missing = set(HEADS) - set(net.heads)
     if missing:
         raise ValueError('bench heads needs a three-head checkpoint; %s lacks %s'
                          % (checkpoint, ', '.join(sorted(missing))))

@@ -42,11 +42,11 @@ from tqdm import tqdm
 
 from .data.clips import frame_targets, LabelledClip
 from .model.heads.segmentation import class_ids
+from .model.network import HEADS
 from .stream import StreamSession
 
 IGNORE_INDEX = 255
-#: the tasks in head order, and the printed name of each metric
-TASKS = ('segmentation', 'detection', 'pose')
+#: the printed name of each metric
 METRIC_NAMES = {'miou': 'mIoU', 'map50': 'mAP@50', 'pckh': 'PCKh@0.5',
                 'pckh_det': 'PCKh@0.5 (detected persons)'}
 #: a person box found by the detector (score >= this) stands for the person it overlaps
@@ -143,7 +143,7 @@ def _stack(clips: Sequence[LabelledClip], index_from_end: int, device) -> torch.
 def _tasks(net, clips: Sequence[LabelledClip]) -> List[str]:
     """Return the heads of ``net`` that ``clips`` have labels for (boxes, joints: generated)."""
     labelled = all('labels' in c.meta for c in clips)
-    return [t for t in TASKS if t in net.heads and (t == 'segmentation' or labelled)]
+    return [t for t in HEADS if t in net.heads and (t == 'segmentation' or labelled)]
 
 
 def _scorers(net, tasks, class_names) -> Dict:
@@ -193,7 +193,7 @@ def score_state(net, z: List[torch.Tensor], batch: Sequence[LabelledClip], score
     targets = [frame_targets(c.meta['labels'][c.labelled_index]) for c in batch] \
         if set(scorers) - {'miou'} else None
     boxes = [t['person_boxes'].to(z[0].device) for t in targets] if 'pckh' in scorers else None
-    heads = [t for t, k in zip(TASKS, ('miou', 'map50', 'pckh')) if k in scorers]
+    heads = [t for t, k in zip(HEADS, ('miou', 'map50', 'pckh')) if k in scorers]
     with torch.inference_mode():
         p = net.perceive(z, heads=heads, person_boxes=boxes)
         if 'pckh_det' in scorers:

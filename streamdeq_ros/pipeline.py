@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .model.heads.segmentation import class_ids
-from .model.network import StreamDEQNet
+from .model.network import HEADS, StreamDEQNet
 from .stream import FrameResult, IterationBudget, PartialResult, StreamSession
 from .tracking import IoUTracker
 
@@ -70,7 +70,7 @@ class FramePipeline:
         if not len(net.heads):
             raise ValueError('the network has no heads')
         self.net = net.eval()
-        self.tasks = [t for t in ('segmentation', 'detection', 'pose') if t in net.heads]
+        self.tasks = [t for t in HEADS if t in net.heads]
         if 'pose' in net.heads and 'detection' not in net.heads:
             raise ValueError('the network has a pose head but no detection head to find persons')
         # the detection label whose boxes the pose head reads (ValueError now, not per frame)

@@ -15,6 +15,8 @@ from .heads.pose import decode_heatmaps, PoseHead
 from .heads.segmentation import SegmentationHead
 from .mdeq import get_config, MDEQBackbone, MDEQConfig
 
+#: the task heads a network may carry, in the order they run
+HEADS = ('segmentation', 'detection', 'pose')
 #: ImageNet statistics, the normalisation of the official MDEQ models
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -108,9 +110,6 @@ class StreamDEQNet(nn.Module):
             out.keypoints = list(torch.split(decode_heatmaps(heat, crops),
                                              [len(b) for b in person_boxes]))
         return out
-
-
-HEADS = ('segmentation', 'detection', 'pose')
 
 
 @dataclass
