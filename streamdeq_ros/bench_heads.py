@@ -52,7 +52,7 @@ def bench_heads(checkpoint: str, iters: int = 2, repeats: int = 50, threads=None
     images = ImageList(z[0].new_zeros(()).expand(1, 3, h, w), [(h, w)])
     proposals, _ = det.rpn(images, feats)
     found = det(z)[0][0]
-    persons = [found['boxes'][(found['labels'] == net.person_label) & (found['scores'] >= 0.5)]]
+    persons = [found['boxes'][net.persons(found, 0.5)]]
 
     def all_heads():
         class_ids(net.perceive(z).seg_logits, (h, w))

@@ -166,8 +166,7 @@ def _match_persons(net, z, detections, truth_boxes, joints: int) -> List[torch.T
     true boxes they overlap with IoU >= :data:`POSE_DET_IOU`; a true person without a match
     gets NaN joints (all counted as wrong).
     """
-    found = [d['boxes'][(d['labels'] == net.person_label) & (d['scores'] >= POSE_DET_SCORE)]
-             for d in detections]
+    found = [d['boxes'][net.persons(d, POSE_DET_SCORE)] for d in detections]
     kps = net.perceive(z, heads=['pose'], person_boxes=found).keypoints
     out = []
     for boxes, kp, truth in zip(found, kps, truth_boxes):

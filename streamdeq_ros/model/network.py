@@ -72,6 +72,12 @@ class StreamDEQNet(nn.Module):
                              % (name, ', '.join(names)))
         return names.index(name) + 1
 
+    def persons(self, detections: Dict[str, torch.Tensor],
+                score_threshold: float) -> torch.Tensor:
+        """Mask of one image's detections that are persons scoring at least the threshold."""
+        return (detections['labels'] == self.person_label) & \
+            (detections['scores'] >= score_threshold)
+
     @property
     def state_stride(self) -> int:
         """Input pixels per cell of the finest state tensor z[0]."""
@@ -102,8 +108,7 @@ class StreamDEQNet(nn.Module):
             if person_boxes is None:
                 if out.detections is None:
                     raise ValueError('pose needs person boxes: run detection or pass them')
-                keep = [(d['labels'] == self.person_label) & (d['scores'] >= score_threshold)
-                        for d in out.detections]
+                keep = [self.persons(d, score_threshold) for d in out.detections]
                 person_boxes = [d['boxes'][k] for d, k in zip(out.detections, keep)]
                 out.person_index = [torch.nonzero(k).flatten() for k in keep]
             heat, crops = self.heads['pose'](z, person_boxes)
