@@ -49,6 +49,7 @@ from .data.clips import (ClipStills, DatasetFormatError, DET_CLASSES, street_cli
                          StreetStills)
 from .evaluate import METRIC_NAMES
 from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .model.heads.common import finest_features
 from .model.heads.pose import gaussian_targets
 from .model.mdeq import CONFIGS
 from .model.network import HEADS, IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
@@ -108,12 +109,12 @@ def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, target, ignore_index=street.IGNORE_INDEX)
 
 
-def pose_loss(net: StreamDEQNet, z, person_boxes, keypoints) -> torch.Tensor:
+def pose_loss(net: StreamDEQNet, z, person_boxes, keypoints, features=None) -> torch.Tensor:
     """Heatmap MSE (simple baselines) over the annotated joints of the given person boxes."""
     if sum(len(b) for b in person_boxes) == 0:
         return z[0].new_zeros(())
     head = net.heads['pose']
-    heat, crops = head(z, person_boxes)
+    heat, crops = head(z, person_boxes, features)
     target, weight = gaussian_targets(torch.cat(list(keypoints)), crops, head.heatmap_size)
     err = (heat - target) ** 2 * weight[..., None, None]
     return err.mean()
@@ -122,15 +123,16 @@ def pose_loss(net: StreamDEQNet, z, person_boxes, keypoints) -> torch.Tensor:
 def task_losses(net: StreamDEQNet, z, masks, targets, pose_weight: float) -> Dict:
     """Loss terms of every head of ``net`` on the state ``z`` (a dict; their sum is trained)."""
     losses = {}
+    features = finest_features(z) if {'segmentation', 'pose'} & set(net.heads) else None
     if 'segmentation' in net.heads:
-        losses['seg'] = seg_loss(net.heads['segmentation'](z), masks)
+        losses['seg'] = seg_loss(net.heads['segmentation'](z, features), masks)
     if 'detection' in net.heads:
         _, det = net.heads['detection'](z, [{'boxes': t['boxes'], 'labels': t['labels']}
                                             for t in targets])
         losses.update(det)
     if 'pose' in net.heads:
         losses['pose'] = pose_weight * pose_loss(net, z, [t['person_boxes'] for t in targets],
-                                                 [t['keypoints'] for t in targets])
+                                                 [t['keypoints'] for t in targets], features)
     return losses
 
 

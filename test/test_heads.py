@@ -2,12 +2,16 @@
 import numpy as np
 import pytest
 import torch
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.image_list import ImageList
 
 from streamdeq_ros.data import street
 from streamdeq_ros.data.clips import DET_CLASSES, flip_targets, frame_targets, StreetStills
-from streamdeq_ros.model.heads.detection import mdeq_to_fpn_levels
+from streamdeq_ros.model.heads.common import finest_features
+from streamdeq_ros.model.heads.detection import CachedAnchorGenerator, mdeq_to_fpn_levels
 from streamdeq_ros.model.heads.pose import CROP_ASPECT, crop_boxes, decode_heatmaps, \
     gaussian_targets
+from streamdeq_ros.model.heads.segmentation import class_ids
 from streamdeq_ros.model.mdeq import get_config
 from streamdeq_ros.model.network import StreamDEQNet
 from streamdeq_ros.train import head_specs, task_losses
@@ -129,3 +133,47 @@ def test_targets_follow_a_mirrored_frame():
     img, mask, tg = ds[flipped]
     plain = StreetStills(40, 96, 192, flip=False, targets=True)[flipped][2]
     assert torch.allclose(tg['boxes'], flip_targets(plain, 192)['boxes'])
+
+
+def test_perceive_builds_the_shared_features_once_and_matches_each_head_alone(net, monkeypatch):
+    import streamdeq_ros.model.network as network
+    net.eval()
+    x, _, targets = _batch(net)
+    boxes = [t['person_boxes'] for t in targets]
+    calls = []
+
+    def counted(z):
+        calls.append(1)
+        return finest_features(z)
+
+    monkeypatch.setattr(network, 'finest_features', counted)
+    with torch.inference_mode():
+        z = _state(net, x)
+        p = net.perceive(z, heads=['segmentation', 'pose'], person_boxes=boxes)
+        alone_seg = net.heads['segmentation'](z)
+        alone_heat, crops = net.heads['pose'](z, boxes)
+    assert len(calls) == 1
+    assert torch.equal(p.seg_logits, alone_seg)
+    assert torch.equal(torch.cat(p.keypoints), decode_heatmaps(alone_heat, crops))
+
+
+def test_class_ids_are_the_first_maximal_class_at_the_requested_size():
+    logits = torch.randn(2, 7, 12, 24)
+    logits[:, 5] = logits[:, 2]                # ties: the first maximal class wins, as argmax
+    ids = class_ids(logits, (48, 96))
+    ref = torch.nn.functional.interpolate(logits, size=(48, 96), mode='bilinear',
+                                          align_corners=False).argmax(1)
+    assert ids.shape == (2, 48, 96) and torch.equal(ids, ref)
+    assert (ids != 5).all()
+
+
+def test_cached_anchors_equal_torchvisions_and_follow_the_frame_size():
+    sizes, ratios = ((12,), (24,)), ((0.5, 1.0),) * 2
+    cached, plain = CachedAnchorGenerator(sizes, ratios), AnchorGenerator(sizes, ratios)
+    for h, w, n in ((96, 192, 2), (96, 192, 1), (64, 128, 3), (96, 192, 2)):
+        images = ImageList(torch.zeros(n, 3, h, w), [(h, w)] * n)
+        feats = [torch.zeros(n, 4, h // 4, w // 4), torch.zeros(n, 4, h // 8, w // 8)]
+        got, want = cached(images, feats), plain(images, feats)
+        assert len(got) == n and all(torch.equal(a, b) for a, b in zip(got, want))
+    first = cached(images, feats)[0]
+    assert cached(images, feats)[0] is first   # unchanged geometry: no recomputation

@@ -10,6 +10,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from .heads.common import finest_features
 from .heads.detection import DetectionHead
 from .heads.pose import decode_heatmaps, PoseHead
 from .heads.segmentation import SegmentationHead
@@ -100,8 +101,10 @@ class StreamDEQNet(nn.Module):
         """
         names = list(self.heads.keys() if heads is None else heads)
         out = Perception()
+        # the segmentation and pose heads read the same up-sampled concatenation: build it once
+        features = finest_features(z) if {'segmentation', 'pose'} & set(names) else None
         if 'segmentation' in names:
-            out.seg_logits = self.heads['segmentation'](z)
+            out.seg_logits = self.heads['segmentation'](z, features)
         if 'detection' in names:
             out.detections, _ = self.heads['detection'](z)
         if 'pose' in names:
@@ -111,7 +114,7 @@ class StreamDEQNet(nn.Module):
                 keep = [self.persons(d, score_threshold) for d in out.detections]
                 person_boxes = [d['boxes'][k] for d, k in zip(out.detections, keep)]
                 out.person_index = [torch.nonzero(k).flatten() for k in keep]
-            heat, crops = self.heads['pose'](z, person_boxes)
+            heat, crops = self.heads['pose'](z, person_boxes, features)
             out.keypoints = list(torch.split(decode_heatmaps(heat, crops),
                                              [len(b) for b in person_boxes]))
         return out

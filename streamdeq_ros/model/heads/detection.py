@@ -3,13 +3,13 @@
 The paper replaces Faster R-CNN's ResNet with MDEQ and sets the FPN's input channels to MDEQ's.
 Here the backbone's state comes from the :class:`~streamdeq_ros.stream.StreamSession` (warm
 started across frames), so the head starts from that state: the only code written here is the
-adapter that names the MDEQ scales as FPN levels. The FPN, anchor generator, RPN, RoIAlign
+adapter that names the MDEQ scales as FPN levels (and a cache around the anchor generator, since
+a stream's frame size does not change). The FPN, anchor generator, RPN, RoIAlign
 (``MultiScaleRoIAlign``), box head, box predictor and NMS are torchvision's.
 
 Proposal and detection counts are sized for street scenes of a few dozen objects: at inference
-the RPN keeps 100 boxes per level before NMS and 30 after, and at most 20 detections remain
-(NMS is the main cost of the head on a CPU). Boxes are ``x1, y1, x2, y2`` in pixels of the
-network input; label 0 is the background, label
+the RPN keeps 100 boxes per level before NMS and 30 after, and at most 20 detections remain.
+Boxes are ``x1, y1, x2, y2`` in pixels of the network input; label 0 is the background, label
 ``i >= 1`` is ``classes[i - 1]`` of the model card.
 """
 from collections import OrderedDict
@@ -28,6 +28,33 @@ Detections = List[Dict[str, torch.Tensor]]
 
 #: anchor aspect ratios (height / width): cars are wide, pedestrians tall
 ASPECT_RATIOS = (0.4, 1.0, 2.2)
+
+
+class CachedAnchorGenerator(AnchorGenerator):
+    """torchvision's :class:`AnchorGenerator` that keeps the anchors of the last geometry.
+
+    A camera stream has one frame size, so the anchors (the same for every image of a batch)
+    are built once and reused until the frame size, level sizes, dtype, device or inference
+    mode change. Anchors carry no gradient; nothing downstream modifies them in place.
+    """
+
+    def __init__(self, *args, **kwargs):
+        """Arguments as :class:`AnchorGenerator`'s."""
+        super().__init__(*args, **kwargs)
+        self._key = None
+        self._anchors = None
+
+    def forward(self, image_list: ImageList, feature_maps: List[torch.Tensor]
+                ) -> List[torch.Tensor]:
+        """Return one (A, 4) anchor tensor per image, as :class:`AnchorGenerator` does."""
+        key = (tuple(image_list.tensors.shape[-2:]),
+               tuple(tuple(f.shape[-2:]) for f in feature_maps), feature_maps[0].dtype,
+               feature_maps[0].device, torch.is_inference_mode_enabled())
+        if key != self._key:
+            one = ImageList(image_list.tensors[:1], image_list.image_sizes[:1])
+            self._anchors = super().forward(one, feature_maps)[0]
+            self._key = key
+        return [self._anchors] * len(image_list.image_sizes)
 
 
 def mdeq_to_fpn_levels(z: Sequence[torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
@@ -52,7 +79,7 @@ class DetectionHead(nn.Module):
         levels = len(num_channels)
         self.fpn = FeaturePyramidNetwork(list(num_channels), fpn_channels)
         sizes = tuple((int(round(anchor_scale * stride * 2 ** i)),) for i in range(levels))
-        anchors = AnchorGenerator(sizes, (ASPECT_RATIOS,) * levels)
+        anchors = CachedAnchorGenerator(sizes, (ASPECT_RATIOS,) * levels)
         self.rpn = RegionProposalNetwork(
             anchors, RPNHead(fpn_channels, len(ASPECT_RATIOS)),
             fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=128,

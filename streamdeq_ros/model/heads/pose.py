@@ -7,12 +7,14 @@ with torchvision's RoIAlign, so the backbone never runs per person. Deconvolutio
 the crop to joint heatmaps; decoding takes the arg-max and moves it a quarter pixel towards the
 higher neighbour (the sub-pixel refinement of simple baselines).
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 from torchvision.ops import roi_align
+
+from .common import finest_features
 
 CROP_ASPECT = 0.75      # width / height of a person crop
 CROP_SCALE = 1.25
@@ -95,24 +97,19 @@ class PoseHead(nn.Module):
         nn.init.zeros_(self.final.bias)
         self.heatmap_size = (self.roi_size[0] * 2 ** deconvs, self.roi_size[1] * 2 ** deconvs)
 
-    @staticmethod
-    def features(z: Sequence[torch.Tensor]) -> torch.Tensor:
-        """All scales upsampled to branch 0 and concatenated (N, sum(C), H0, W0)."""
-        h, w = z[0].shape[-2:]
-        return torch.cat([z[0]] + [F.interpolate(t, size=(h, w), mode='bilinear',
-                                                 align_corners=True) for t in z[1:]], dim=1)
-
-    def forward(self, z: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor]
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: Sequence[torch.Tensor], boxes: Sequence[torch.Tensor],
+                features: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Return (heatmaps (K, J, h, w), crops (K, 4)) for per-image person ``boxes``.
 
         ``boxes[i]`` is (K_i, 4) in input pixels of image i; the rows of the result follow the
-        boxes image by image.
+        boxes image by image. ``features`` is ``finest_features(z)`` when the caller has it.
         """
         crops = [crop_boxes(b.to(z[0].dtype)) for b in boxes]
         flat = torch.cat(crops) if crops else z[0].new_zeros((0, 4))
         if flat.shape[0] == 0:
             return z[0].new_zeros((0, self.num_joints) + self.heatmap_size), flat
-        rois = roi_align(self.features(z), list(crops), self.roi_size,
+        if features is None:
+            features = finest_features(z)
+        rois = roi_align(features, list(crops), self.roi_size,
                          spatial_scale=1.0 / self.stride, sampling_ratio=2, aligned=True)
         return self.final(self.deconv(rois)), flat
