@@ -169,20 +169,37 @@ def training_data(args):
                      % args.data)
 
 
-def head_specs(tasks, classes, palette) -> Dict:
-    """Return the model card's ``heads`` entry for ``tasks`` (the generator's label sets)."""
+#: head widths of new models: sized so the heads cost little next to a `tiny` backbone on a CPU
+HEAD_WIDTHS = {'fpn_channels': 16, 'representation': 64, 'width': 32}
+
+
+def head_specs(tasks, classes, palette, widths=None) -> Dict:
+    """Return the model card's ``heads`` entry for ``tasks`` (the generator's label sets).
+
+    ``widths`` (default :data:`HEAD_WIDTHS`) gives the detection head's ``fpn_channels`` and
+    ``representation`` and the pose head's ``width``.
+    """
+    widths = dict(HEAD_WIDTHS, **(widths or {}))
     heads = {}
     if 'segmentation' in tasks:
         heads['segmentation'] = {'num_classes': len(classes), 'classes': list(classes),
                                  'palette': palette, 'ignore_index': street.IGNORE_INDEX}
     if 'detection' in tasks:
-        heads['detection'] = {'num_classes': len(DET_CLASSES), 'classes': list(DET_CLASSES)}
+        heads['detection'] = {'num_classes': len(DET_CLASSES), 'classes': list(DET_CLASSES),
+                              'fpn_channels': widths['fpn_channels'],
+                              'representation': widths['representation']}
     if 'pose' in tasks:
         heads['pose'] = {'num_joints': len(street.JOINTS), 'joints': list(street.JOINTS),
                          'skeleton': [list(p) for p in street.SKELETON],
                          'head_segment': list(street.HEAD_SEGMENT),
-                         'person_class': 'person'}
+                         'person_class': 'person', 'width': widths['width']}
     return heads
+
+
+def head_widths(args) -> Dict[str, int]:
+    """The head widths the ``--fpn-channels``, ``--box-representation``, ``--pose-width`` ask."""
+    return {'fpn_channels': args.fpn_channels, 'representation': args.box_representation,
+            'width': args.pose_width}
 
 
 def init_from(net: StreamDEQNet, path: str) -> str:
@@ -215,7 +232,7 @@ def _card(args, classes, palette, height, width, step, metrics, command) -> Dict
         'task': '+'.join(args.tasks),
         'variant': args.variant,
         'config': CONFIGS[args.config].to_dict(),
-        'heads': head_specs(args.tasks, classes, palette),
+        'heads': head_specs(args.tasks, classes, palette, head_widths(args)),
         'input': {'height': height, 'width': width, 'mean': list(IMAGENET_MEAN),
                   'std': list(IMAGENET_STD), 'color': 'rgb'},
         'inference': {'solver': 'broyden' if args.variant == 'il' else 'unroll',
@@ -238,7 +255,8 @@ def train(args) -> int:
     torch.manual_seed(args.seed)
     stills, val_clips, classes, palette = training_data(args)
     h, w = args.height, args.width
-    net = StreamDEQNet(CONFIGS[args.config], head_specs(args.tasks, classes, palette)).train()
+    net = StreamDEQNet(CONFIGS[args.config],
+                       head_specs(args.tasks, classes, palette, head_widths(args))).train()
     if args.init:
         print(init_from(net, args.init))
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -341,6 +359,12 @@ def add_arguments(p: argparse.ArgumentParser):
                         'segmentation model for a multi-task one)')
     p.add_argument('--pose-weight', type=float, default=100.0,
                    help='weight of the pose heatmap MSE in the summed loss')
+    p.add_argument('--fpn-channels', type=int, default=HEAD_WIDTHS['fpn_channels'],
+                   help='detection: FPN output channels')
+    p.add_argument('--box-representation', type=int, default=HEAD_WIDTHS['representation'],
+                   help='detection: width of the two-layer box head')
+    p.add_argument('--pose-width', type=int, default=HEAD_WIDTHS['width'],
+                   help='pose: channels of the conv and deconvolution layers')
     p.add_argument('--config', choices=sorted(CONFIGS), default='tiny', help='MDEQ size')
     p.add_argument('--data', default='street',
                    help='training data: street (the generator) or cityscapes:ROOT (the '
@@ -384,7 +408,8 @@ def run(args) -> int:
     if args.tasks != ['segmentation'] and args.data != 'street':
         raise SystemExit('streamdeq train: detection and pose train on --data street only (the '
                          'Cityscapes reader has segmentation labels)')
-    if args.unroll < 1 or args.f_thres < 1 or args.steps < 1 or args.batch_size < 1:
-        raise SystemExit('streamdeq train: --unroll, --f-thres, --steps and --batch-size must '
-                         'be >= 1')
+    if min(args.unroll, args.f_thres, args.steps, args.batch_size, args.fpn_channels,
+           args.box_representation, args.pose_width) < 1:
+        raise SystemExit('streamdeq train: --unroll, --f-thres, --steps, --batch-size, '
+                         '--fpn-channels, --box-representation and --pose-width must be >= 1')
     return train(args)

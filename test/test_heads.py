@@ -14,7 +14,7 @@ from streamdeq_ros.model.heads.pose import CROP_ASPECT, crop_boxes, decode_heatm
 from streamdeq_ros.model.heads.segmentation import class_ids
 from streamdeq_ros.model.mdeq import get_config
 from streamdeq_ros.model.network import StreamDEQNet
-from streamdeq_ros.train import head_specs, task_losses
+from streamdeq_ros.train import HEAD_WIDTHS, head_specs, task_losses
 
 TASKS = ['segmentation', 'detection', 'pose']
 
@@ -177,3 +177,23 @@ def test_cached_anchors_equal_torchvisions_and_follow_the_frame_size():
         assert len(got) == n and all(torch.equal(a, b) for a, b in zip(got, want))
     first = cached(images, feats)[0]
     assert cached(images, feats)[0] is first   # unchanged geometry: no recomputation
+
+
+def test_head_widths_come_from_the_card_and_old_cards_keep_the_first_widths():
+    cfg = get_config('tiny')
+    specs = head_specs(TASKS, street.CLASSES, street.PALETTE.tolist(),
+                       {'fpn_channels': 8, 'representation': 24, 'width': 12})
+    heads = StreamDEQNet(cfg, specs).heads
+    assert heads['detection'].fpn.layer_blocks[0][0].out_channels == 8
+    assert heads['detection'].roi_heads.box_head.fc7.out_features == 24
+    assert heads['pose'].final.in_channels == 12
+    new = StreamDEQNet(cfg, head_specs(TASKS, street.CLASSES, street.PALETTE.tolist())).heads
+    assert new['detection'].fpn.layer_blocks[0][0].out_channels == HEAD_WIDTHS['fpn_channels']
+    assert new['pose'].final.in_channels == HEAD_WIDTHS['width']
+    for spec in specs.values():               # a card written before the widths existed
+        for key in ('fpn_channels', 'representation', 'width'):
+            spec.pop(key, None)
+    old = StreamDEQNet(cfg, specs).heads
+    assert old['detection'].fpn.layer_blocks[0][0].out_channels == 32
+    assert old['detection'].roi_heads.box_head.fc7.out_features == 128
+    assert old['pose'].final.in_channels == 64

@@ -96,6 +96,8 @@ def test_batches_cover_each_epoch_once_in_a_seeded_order():
 def test_bad_sizes_are_refused():
     with pytest.raises(SystemExit, match='multiples of 32'):
         main(['train', '--height', '40', '--out', '/nonexistent'])
+    with pytest.raises(SystemExit, match='--pose-width must be >= 1'):
+        main(['train', '--pose-width', '0', '--out', '/nonexistent'])
 
 
 def test_multi_task_training_from_a_segmentation_model_then_streaming_eval(tmp_path):
@@ -105,9 +107,10 @@ def test_multi_task_training_from_a_segmentation_model_then_streaming_eval(tmp_p
     size = ['--height', '64', '--width', '128', '--val-clips', '8']
     assert main(['train', '--tasks', 'pose,segmentation,detection', '--init',
                  os.path.join(seg, 'model.pt'), '--steps', '2', '--val-every', '2',
-                 '--out', out] + SMALL + size) == 0
+                 '--pose-width', '8', '--out', out] + SMALL + size) == 0
     net, card = load_net(os.path.join(out, 'model.pt'))
     assert card['task'] == 'segmentation+detection+pose'
+    assert card['heads']['pose']['width'] == 8 and net.heads['pose'].final.in_channels == 8
     assert list(net.heads) == ['segmentation', 'detection', 'pose']
     assert card['heads']['detection']['classes'] == ['person', 'car']
     assert card['heads']['pose']['joints'] == list(street.JOINTS)

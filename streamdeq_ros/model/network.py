@@ -18,6 +18,9 @@ from .mdeq import get_config, MDEQBackbone, MDEQConfig
 
 #: the task heads a network may carry, in the order they run
 HEADS = ('segmentation', 'detection', 'pose')
+#: width arguments a card's head spec may set; a card without them gets the head's defaults
+DETECTION_WIDTHS = ('fpn_channels', 'representation')
+POSE_WIDTHS = ('width',)
 #: ImageNet statistics, the normalisation of the official MDEQ models
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,10 +43,12 @@ class StreamDEQNet(nn.Module):
                                                     cfg.bn_momentum)
             elif name == 'detection':
                 self.heads[name] = DetectionHead(cfg.num_channels, self.state_stride,
-                                                 int(spec['num_classes']))
+                                                 int(spec['num_classes']),
+                                                 **_widths(spec, DETECTION_WIDTHS))
             elif name == 'pose':
                 self.heads[name] = PoseHead(cfg.num_channels, self.state_stride,
-                                            int(spec['num_joints']))
+                                            int(spec['num_joints']),
+                                            **_widths(spec, POSE_WIDTHS))
             else:
                 raise ValueError('unknown head %r (known: %s)' % (name, ', '.join(HEADS)))
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
@@ -133,6 +138,11 @@ class Perception:
     detections: Optional[List[Dict[str, torch.Tensor]]] = None
     keypoints: Optional[List[torch.Tensor]] = None
     person_index: Optional[List[torch.Tensor]] = None
+
+
+def _widths(spec: Mapping, names: Sequence[str]) -> Dict[str, int]:
+    """The width arguments of ``names`` that a head spec sets."""
+    return {k: int(spec[k]) for k in names if k in spec}
 
 
 def build_net(card: Mapping) -> StreamDEQNet:
