@@ -197,7 +197,7 @@ def head_specs(tasks, classes, palette, widths=None) -> Dict:
 
 
 def head_widths(args) -> Dict[str, int]:
-    """The head widths the ``--fpn-channels``, ``--box-representation``, ``--pose-width`` ask."""
+    """Return the head widths that the width options of ``streamdeq train`` ask for."""
     return {'fpn_channels': args.fpn_channels, 'representation': args.box_representation,
             'width': args.pose_width}
 

@@ -141,7 +141,7 @@ class Perception:
 
 
 def _widths(spec: Mapping, names: Sequence[str]) -> Dict[str, int]:
-    """The width arguments of ``names`` that a head spec sets."""
+    """Return the width arguments of ``names`` that a head spec sets."""
     return {k: int(spec[k]) for k in names if k in spec}
 
 
