@@ -424,11 +424,12 @@ def tasks_table_markdown(results: Dict) -> str:
             'frame; the single-frame rows solve the labelled frame alone) over %d held-out clips '
             'of %dx%d. Detection: mAP at IoU 0.5. PCKh@0.5 reads the joints inside the '
             'ground-truth person boxes (MPII protocol); "detected persons" reads them inside the '
-            "detector's person boxes (score >= 0.5, matched at IoU >= 0.5; a missed person's "
+            "detector's person boxes (score >= %g, matched at IoU >= %g; a missed person's "
             'joints count as wrong). Frames/s: one stream, batch 1, %s, median '
             'of %d interleaved rounds; cost ratio = segmentation-only frames/s over all-heads '
             'frames/s.\n' % (off, off, results['clips'], results['width'], results['height'],
-                             results['device'], results.get('fps_repeats', 1)))
+                             POSE_DET_SCORE, POSE_DET_IOU, results['device'],
+                             results.get('fps_repeats', 1)))
     return head + '\n'.join(rows) + '\n' + note
 
 

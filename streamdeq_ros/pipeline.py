@@ -132,7 +132,7 @@ class FramePipeline:
         """
         out = FrameOutput(iteration, residual, partial)
         with torch.inference_mode():
-            p = self.net.perceive(z, heads=[t for t in self.tasks if t != 'pose'])
+            p = self.net.perceive(z, heads=self.tasks, score_threshold=score_threshold)
             if p.seg_logits is not None:
                 out.mask = class_ids(p.seg_logits, mask_size)[0].to(torch.uint8).cpu().numpy()
             if p.detections is None:
@@ -148,11 +148,10 @@ class FramePipeline:
             if tracker is not None:
                 dets.ids = tracker.assign(dets.boxes, dets.labels, commit=not partial)
             out.detections = dets
-            if 'pose' in self.tasks:
-                is_person = d['labels'][keep] == self.person_label
-                q = self.net.perceive(z, heads=['pose'],
-                                      person_boxes=[d['boxes'][keep][is_person]])
-                kp = q.keypoints[0].clone()
+            if p.keypoints is not None:
+                # perceive read the joints in the persons among the kept detections, in order
+                is_person = self.net.persons(d, score_threshold)[keep]
+                kp = p.keypoints[0].clone()
                 kp[..., :2] *= scale[:2]
                 out.persons = dets.select(is_person.cpu().numpy())
                 out.keypoints = kp.cpu().numpy()
