@@ -15,7 +15,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
-        ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
+        ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.xml')),
     ],
     install_requires=['setuptools', 'numpy', 'torch'],
     zip_safe=True,
@@ -23,7 +23,8 @@ setup(
     maintainer_email='maintainers@streamdeq-ros.invalid',
     description='StreamDEQ streaming perception (warm-started deep equilibrium models) for ROS 2',
     license='MIT',
-    tests_require=['pytest'],
+    # setuptools >= 72 ignores tests_require; colcon test reads the 'test' extra
+    extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
             'streamdeq = streamdeq_ros.cli:main',

@@ -2,15 +2,21 @@
 
 Examples: ``ros2 launch streamdeq_ros perception.launch.py`` (generated input) and
 ``ros2 launch streamdeq_ros perception.launch.py image_topic:=/camera/image_raw iters:=1``.
+
+If the perception node exits (a crash, or a start-up refusal), the whole launch shuts down: a
+video source or camera feeding a dead node is worse than a stopped stack. The processes started
+here get the Fast DDS profile ``config/fastdds_large_images.xml`` (``dds_profile``; '' for
+Fast DDS's defaults), unless FASTDDS_DEFAULT_PROFILES_FILE is already set.
 """
 import os
 from typing import List
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch.actions import (DeclareLaunchArgument, SetEnvironmentVariable, Shutdown,
+                            UnsetEnvironmentVariable)
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -24,10 +30,12 @@ def generate_launch_description():
     image_topic = LaunchConfiguration('image_topic')
     use_source = LaunchConfiguration('use_video_source')
     log_level = LaunchConfiguration('log_level')
+    dds_profile = LaunchConfiguration('dds_profile')
     camera = PythonExpression(["'", image_topic, "' or '", VIDEO_TOPIC, "'"])
     source_wanted = PythonExpression(
         ["'", use_source, "' == 'true' or ('", use_source, "' == 'auto' and '",
          image_topic, "' == '')"])
+    profile_wanted = PythonExpression(["'", dds_profile, "' != ''"])
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='', description='node namespace'),
         DeclareLaunchArgument('params_file',
@@ -42,6 +50,18 @@ def generate_launch_description():
         DeclareLaunchArgument('use_video_source', default_value='auto',
                               description="true, false or auto (= when image_topic is '')"),
         DeclareLaunchArgument('log_level', default_value='info', description='ROS log level'),
+        DeclareLaunchArgument(
+            'dds_profile',
+            default_value=EnvironmentVariable(
+                'FASTDDS_DEFAULT_PROFILES_FILE',
+                default_value=os.path.join(share, 'config', 'fastdds_large_images.xml')),
+            description="Fast DDS XML profile for the processes started here (shared memory "
+                        "for large frames); '' = Fast DDS's defaults. Give the camera driver "
+                        'the same profile: the publisher decides how frames travel'),
+        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', dds_profile,
+                               condition=IfCondition(profile_wanted)),
+        UnsetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
+                                 condition=UnlessCondition(profile_wanted)),
         Node(package='streamdeq_ros', executable='streamdeq_node', name='streamdeq',
              namespace=ns, output='screen',
              parameters=[LaunchConfiguration('params_file'), {
@@ -50,7 +70,8 @@ def generate_launch_description():
                  'iters': ParameterValue(LaunchConfiguration('iters'), value_type=int),
                  'device': LaunchConfiguration('device'),
              }],
-             arguments=['--ros-args', '--log-level', log_level]),
+             arguments=['--ros-args', '--log-level', log_level],
+             on_exit=Shutdown(reason='the streamdeq node exited')),
         Node(package='streamdeq_ros', executable='streamdeq_video_source',
              name='streamdeq_video_source', namespace=ns, output='screen',
              condition=IfCondition(source_wanted),

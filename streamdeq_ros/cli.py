@@ -8,6 +8,7 @@ import sys
 COMMANDS = (
     ('bench', 'solver', 'bench', 'warm vs cold iterations to tolerance, cost of one f evaluation'),
     ('bench', 'heads', 'bench_heads', 'per-frame cost of each task head next to the backbone'),
+    ('bench', 'dds', 'bench_dds', 'camera frames delivered over DDS on this host, per set-up'),
     (None, 'train', 'train', 'train IL/UR/SUR models (segmentation, detection, pose)'),
     (None, 'eval', 'evaluate', "the paper's streaming evaluation (metric vs offset)"),
     (None, 'demo', 'demo', 'node + video source as processes, iters switched live'),

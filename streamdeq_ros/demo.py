@@ -19,11 +19,9 @@ import time
 import cv2
 import numpy as np
 
+from .executables import executable
+
 TOPIC = '/streamdeq_demo/image'
-
-
-def _bin(name):
-    return os.path.join(os.path.dirname(sys.executable), name)
 
 
 def add_arguments(p):
@@ -54,7 +52,7 @@ def run(args) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     switch_at = args.switch_at or args.frames // 2
-    node = subprocess.Popen([_bin('streamdeq_node'), '--ros-args', '-p',
+    node = subprocess.Popen([executable('streamdeq_node'), '--ros-args', '-p',
                              'cameras:=[%s]' % TOPIC, '-p', 'iters:=%d' % args.iters])
     source = None
     rclpy.init()
@@ -72,7 +70,7 @@ def run(args) -> int:
         if not params.wait_for_services(timeout_sec=60):
             print('streamdeq demo: the node did not come up', file=sys.stderr)
             return 1
-        source = subprocess.Popen([_bin('streamdeq_video_source'), '--ros-args',
+        source = subprocess.Popen([executable('streamdeq_video_source'), '--ros-args',
                                    '-p', 'source:=%s' % args.source,
                                    '-p', 'fps:=%.3f' % args.fps,
                                    '-p', 'max_frames:=%d' % args.frames,

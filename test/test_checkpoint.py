@@ -1,5 +1,6 @@
 """Checkpoints: round trip, weights_only safety, and one-sentence errors for bad files."""
 import collections
+import os
 
 import pytest
 import torch
@@ -35,11 +36,24 @@ class Payload:
     """An arbitrary class: unpickling it would run code."""
 
 
-def test_pickled_code_is_refused(tmp_path):
+class Exploit:
+    """Unpickling it would call os.system."""
+
+    def __reduce__(self):
+        return (os.system, ('echo pwned',))
+
+
+def test_pickled_code_is_refused_saying_what_was_blocked(tmp_path):
     path = str(tmp_path / 'evil.pt')
     torch.save({'format': 'streamdeq_ros/checkpoint/1', 'card': CARD, 'obj': Payload()}, path)
-    with pytest.raises(CheckpointError, match='cannot be read safely'):
+    with pytest.raises(CheckpointError, match='loading it would run code .*Payload') as exc:
         read_checkpoint(path)
+    assert '\n' not in str(exc.value)
+    torch.save({'x': Exploit()}, path)
+    with pytest.raises(CheckpointError, match=r'weights_only=True\): Trying to load '
+                                              r'unsupported GLOBAL posix.system') as exc:
+        read_checkpoint(path)
+    assert '\n' not in str(exc.value) and len(str(exc.value)) < 300
 
 
 @pytest.mark.parametrize('mutate, message', [
@@ -47,6 +61,9 @@ def test_pickled_code_is_refused(tmp_path):
     (lambda b: b.pop('card'), 'no model card'),
     (lambda b: b['card'].update(heads={'segmentation': {'num_classes': 7}}), 'does not match'),
     (lambda b: b['card'].update(heads={'depth': {}}), 'invalid model card'),
+    (lambda b: b.update(card={'name': 'bogus'}), "invalid model card: it has no 'config'"),
+    (lambda b: b['card'].pop('heads'), 'invalid model card: it names no heads'),
+    (lambda b: b['card'].update(config=7), "invalid model card: its 'config' is 7"),
     (lambda b: b['state_dict'].pop(next(iter(b['state_dict']))), 'does not match'),
     (lambda b: next(v for v in b['state_dict'].values() if v.is_floating_point()).fill_(
         float('nan')), 'non-finite'),
@@ -69,5 +86,17 @@ def test_missing_and_garbage_files(tmp_path):
         load_net(str(tmp_path / 'none.pt'))
     junk = tmp_path / 'junk.pt'
     junk.write_bytes(b'\x00garbage' * 10)
-    with pytest.raises(CheckpointError, match='cannot be read safely'):
+    with pytest.raises(CheckpointError, match='not a file written by torch.save'):
         load_net(str(junk))
+    text = tmp_path / 'notes.pt'
+    text.write_text('hello world\n')
+    with pytest.raises(CheckpointError, match=r"not a file written by torch.save .*b'hello wo'"):
+        load_net(str(text))
+    (tmp_path / 'empty.pt').write_bytes(b'')
+    with pytest.raises(CheckpointError, match='is an empty file'):
+        load_net(str(tmp_path / 'empty.pt'))
+    good = tmp_path / 'cut.pt'
+    save_checkpoint(str(good), _net(), CARD)
+    good.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match='damaged or truncated'):
+        load_net(str(good))

@@ -1,16 +1,15 @@
 """The ``streamdeq`` entry point: subcommands, --help, and the solver benchmark's output."""
 import csv
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
 from streamdeq_ros.cli import main
+from streamdeq_ros.executables import executable
 from streamdeq_ros.models import bundled_checkpoint
 
-BIN = os.path.join(os.path.dirname(sys.executable), 'streamdeq')
+BIN = executable('streamdeq')
 
 
 @pytest.mark.parametrize('argv', [['--help'], ['bench', '--help'], ['bench', 'solver', '--help'],

@@ -154,7 +154,25 @@ def test_perceive_builds_the_shared_features_once_and_matches_each_head_alone(ne
         alone_heat, crops = net.heads['pose'](z, boxes)
     assert len(calls) == 1
     assert torch.equal(p.seg_logits, alone_seg)
-    assert torch.equal(torch.cat(p.keypoints), decode_heatmaps(alone_heat, crops))
+    size = (x.shape[-2], x.shape[-1])
+    assert torch.equal(torch.cat(p.keypoints), decode_heatmaps(alone_heat, crops, size))
+
+
+def test_keypoints_stay_inside_the_image_and_scores_in_0_1():
+    # a person at the right and bottom edges: the crop reaches past the image, and heatmaps
+    # peak outside it, above 1 (a trained head's maximum is not bounded)
+    boxes = torch.tensor([[150.0, 40.0, 192.0, 96.0], [-10.0, -5.0, 20.0, 30.0]])
+    crops = crop_boxes(boxes)
+    heat = torch.zeros(2, 16, 32, 24)
+    heat[0, :, 30, 22] = 1.17                          # near the crop's far corner
+    heat[1, :, 0, 0] = -0.2                            # everything below 0
+    heat[1, :, 1, 1] = -0.1
+    free = decode_heatmaps(heat, crops)
+    assert (free[0, :, 0] > 192).all() and (free[1, :, :2] < 0).all()   # outside, unclamped
+    out = decode_heatmaps(heat, crops, (96, 192))
+    assert (out[..., 0] >= 0).all() and (out[..., 0] < 192).all()
+    assert (out[..., 1] >= 0).all() and (out[..., 1] < 96).all()
+    assert (out[0, :, 2] == 1.0).all() and (out[1, :, 2] == 0.0).all()
 
 
 def test_class_ids_are_the_first_maximal_class_at_the_requested_size():

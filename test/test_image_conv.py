@@ -1,4 +1,9 @@
 """Image message conversion: zero-copy views honouring step, encodings, and bad frames."""
+import struct
+import subprocess
+import sys
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -102,9 +107,67 @@ def test_bad_frames_raise_a_specific_error(rgb, make, error, text):
 
 
 def test_bad_compressed_and_odd_yuv():
-    with pytest.raises(ImageError, match='cannot decode'):
+    with pytest.raises(ImageError, match='cannot read the compressed image header'):
         compressed_to_rgb(CompressedImage(format='jpeg', data=b'\xff\xd8garbage'))
     with pytest.raises(ImageError, match='no data'):
         compressed_to_rgb(CompressedImage(format='jpeg', data=b''))
     with pytest.raises(ImageError, match='even width'):
         image_to_rgb(_msg(np.zeros((2, 3, 2), np.uint8), 'yuv422'))
+
+
+def _png_bomb(side: int) -> bytes:
+    """Return a valid grey PNG of ``side`` x ``side`` zeros (a few hundred KB)."""
+    z = zlib.compressobj(9)
+    row = bytes(side + 1)                       # filter byte 0 + a row of zeros
+    idat = b''.join(z.compress(row) for _ in range(side)) + z.flush()
+
+    def chunk(kind, body):
+        return struct.pack('>I', len(body)) + kind + body + \
+            struct.pack('>I', zlib.crc32(kind + body) & 0xffffffff)
+    ihdr = struct.pack('>IIBBBBB', side, side, 8, 0, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', idat) + \
+        chunk(b'IEND', b'')
+
+
+BOMB_CHILD = """
+import resource, sys, time
+from sensor_msgs.msg import CompressedImage
+from streamdeq_ros.ros.image_conv import compressed_to_rgb, ImageError
+data = open(sys.argv[1], 'rb').read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.process_time()
+try:
+    compressed_to_rgb(CompressedImage(format='png', data=data))
+    print('accepted')
+except ImageError as exc:
+    print('refused: %s' % exc)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+print(time.process_time() - t0)
+"""
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    # 20000 x 20000 zeros: a 400 MB image (1.2 GB decoded to colour) in about 400 KB of PNG
+    path = tmp_path / 'bomb.png'
+    path.write_bytes(_png_bomb(20000))
+    assert path.stat().st_size < 2_000_000
+    out = subprocess.run([sys.executable, '-c', BOMB_CHILD, str(path)], capture_output=True,
+                         text=True, timeout=300)
+    verdict, grown_mb, cpu_s = out.stdout.strip().splitlines()[-3:]
+    assert verdict == 'refused: image of 20000x20000 (400000000 pixels) is larger than ' \
+        'max_input_pixels (16777216)', out.stdout + out.stderr
+    assert int(grown_mb) < 50, 'peak memory grew by %s MB' % grown_mb   # nothing decoded
+    assert float(cpu_s) < 1.0
+
+
+def test_compressed_frames_over_the_limit_are_refused_before_decoding():
+    ok, jpg = cv2.imencode('.jpg', np.zeros((600, 800, 3), np.uint8))
+    msg = CompressedImage(format='jpeg', data=jpg.tobytes())
+    assert compressed_to_rgb(msg).shape == (600, 800, 3)
+    with pytest.raises(ImageError, match=r'800x600 \(480000 pixels\) is larger than '
+                                         r'max_input_pixels \(479999\)'):
+        compressed_to_rgb(msg, max_pixels=479999)
+    raw = _msg(np.zeros((600, 800, 3), np.uint8), 'rgb8')
+    assert image_to_rgb(raw, max_pixels=480000).shape == (600, 800, 3)
+    with pytest.raises(ImageError, match='larger than max_input_pixels'):
+        image_to_rgb(raw, max_pixels=479999)

@@ -15,7 +15,7 @@ def test_arguments_and_executables():
         tree = ast.parse(fh.read())
     args = [c.args[0].value for c in _calls(tree, 'DeclareLaunchArgument')]
     assert args == ['namespace', 'params_file', 'image_topic', 'input_transport', 'iters',
-                    'device', 'use_video_source', 'log_level']
+                    'device', 'use_video_source', 'log_level', 'dds_profile']
     execs = {kw.value.value for c in _calls(tree, 'Node') for kw in c.keywords
              if kw.arg == 'executable'}
     assert execs == {'streamdeq_node', 'streamdeq_video_source'}

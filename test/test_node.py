@@ -1,9 +1,7 @@
 """The streamdeq node as a real process over DDS: outputs, live parameters, bad frames, exit."""
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -18,9 +16,10 @@ from std_msgs.msg import String
 from vision_msgs.msg import LabelInfo
 
 from streamdeq_ros.data.street import StreetClip
+from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image, image_view
 
-BIN = os.path.join(os.path.dirname(sys.executable), 'streamdeq_node')
+BIN = executable('streamdeq_node')
 CAM = '/node_test/cam'
 
 

@@ -1,9 +1,7 @@
 """The node with two cameras, the reset service, the lifecycle round trip, compressed input."""
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import cv2
@@ -18,9 +16,10 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from streamdeq_ros.data.street import StreetClip
+from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image
 
-BIN = os.path.join(os.path.dirname(sys.executable), 'streamdeq_node')
+BIN = executable('streamdeq_node')
 
 
 def _start(args):

@@ -5,10 +5,8 @@ frame at a time and runs the same frames through an in-process FramePipeline wit
 settings, then compares every published number. A segmentation-only checkpoint advertises no
 detection or keypoint topics.
 """
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -22,6 +20,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from streamdeq_ros.data.street import StreetClip
+from streamdeq_ros.executables import executable
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
 from streamdeq_ros.pipeline import FramePipeline
@@ -29,7 +28,7 @@ from streamdeq_ros.ros.image_conv import fill_image
 from streamdeq_ros.tracking import IoUTracker
 from test_messages import read_points
 
-BIN = os.path.join(os.path.dirname(sys.executable), 'streamdeq_node')
+BIN = executable('streamdeq_node')
 CAM = '/heads_test/cam'
 MULTI = bundled_checkpoint('multi_tiny_sur')
 SETTINGS = {'iters': 2, 'partial_iters': 1, 'score_threshold': 0.3}

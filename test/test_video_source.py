@@ -1,7 +1,5 @@
 """``streamdeq_video_source`` as a real process publishing over DDS."""
-import os
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -11,9 +9,10 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
 from dataset_fixtures import solid_frame, write_png
+from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import image_to_rgb
 
-BIN = os.path.join(os.path.dirname(sys.executable), 'streamdeq_video_source')
+BIN = executable('streamdeq_video_source')
 
 
 def _receive(args, topic, want, timeout=30.0):

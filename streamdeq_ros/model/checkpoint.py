@@ -8,6 +8,8 @@ normalisation, the training variant and command, the data seed and the measured 
 """
 import json
 import os
+import pickle
+import re
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
@@ -15,6 +17,8 @@ import torch
 from .network import build_net, StreamDEQNet
 
 FORMAT = 'streamdeq_ros/checkpoint/1'
+ZIP_MAGIC = b'PK\x03\x04'          # torch.save's format since PyTorch 1.6
+PICKLE_MAGIC = b'\x80'              # the legacy format: a pickle (protocol >= 2)
 
 
 class CheckpointError(RuntimeError):
@@ -34,16 +38,37 @@ def save_checkpoint(path: str, net: StreamDEQNet, card: Mapping,
     os.replace(tmp, path)
 
 
+def _unsafe_reason(exc: Exception) -> str:
+    """Return the sentence of a weights_only refusal that says what was blocked."""
+    text = ' '.join(str(exc).split())
+    m = re.search(r'((?:Trying to load unsupported|Unsupported (?:global|operand)).*?)'
+                  r'(?:\. |\.?$)', text)
+    if m:
+        return m.group(1).strip()
+    return text.split('. ')[0][:200] if text else type(exc).__name__
+
+
 def read_checkpoint(path: str) -> Dict[str, Any]:
     """Load the raw checkpoint dict with ``weights_only=True``; raise CheckpointError."""
     if not os.path.isfile(path):
         raise CheckpointError('checkpoint %r does not exist or is not a file' % (path,))
+    with open(path, 'rb') as fh:
+        head = fh.read(8)
+    if not head:
+        raise CheckpointError('checkpoint %r is an empty file' % (path,))
+    if not head.startswith(ZIP_MAGIC) and head[:1] != PICKLE_MAGIC:
+        raise CheckpointError('checkpoint %r is not a file written by torch.save (that is a '
+                              'zip archive; this one starts with %r)' % (path, head))
     try:
         blob = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:      # noqa: B902 - any unpickling failure means "not usable"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError('checkpoint %r cannot be read safely (weights_only): %s'
-                              % (path, first[:200])) from None
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError('checkpoint %r was refused because loading it would run code '
+                              '(streamdeq_ros loads with weights_only=True): %s'
+                              % (path, _unsafe_reason(exc))) from None
+    except Exception as exc:      # noqa: B902 - any other failure means "damaged"
+        first = ' '.join(str(exc).split())[:200] or type(exc).__name__
+        raise CheckpointError('checkpoint %r is damaged or truncated: torch.load failed with '
+                              '%s: %s' % (path, type(exc).__name__, first)) from None
     if not isinstance(blob, dict) or blob.get('format') != FORMAT:
         raise CheckpointError('checkpoint %r is not a streamdeq_ros checkpoint (expected format '
                               '%r)' % (path, FORMAT))
@@ -52,10 +77,27 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
     return blob
 
 
+def check_card(card: Mapping) -> Optional[str]:
+    """Return what is wrong with a model card (one clause), or None."""
+    if 'config' not in card:
+        return "it has no 'config' (the MDEQ configuration: a name or a dict)"
+    if not isinstance(card['config'], (str, Mapping)):
+        return "its 'config' is %r, not a configuration name or dict" % (card['config'],)
+    heads = card.get('heads')
+    if not isinstance(heads, Mapping) or not heads:
+        return "it names no heads ('heads' must map head names to their settings)"
+    if 'input' in card and not isinstance(card['input'], Mapping):
+        return "its 'input' is %r, not a dict of size and normalisation" % (card['input'],)
+    return None
+
+
 def load_net(path: str, device: str = 'cpu') -> Tuple[StreamDEQNet, Dict[str, Any]]:
     """Build the network a checkpoint describes, load its weights strictly, return (net, card)."""
     blob = read_checkpoint(path)
     card = blob['card']
+    problem = check_card(card)
+    if problem:
+        raise CheckpointError('checkpoint %r has an invalid model card: %s' % (path, problem))
     try:
         net = build_net(card)
     except (KeyError, TypeError, ValueError) as exc:

@@ -120,7 +120,8 @@ class StreamDEQNet(nn.Module):
                 person_boxes = [d['boxes'][k] for d, k in zip(out.detections, keep)]
                 out.person_index = [torch.nonzero(k).flatten() for k in keep]
             heat, crops = self.heads['pose'](z, person_boxes, features)
-            out.keypoints = list(torch.split(decode_heatmaps(heat, crops),
+            size = (z[0].shape[-2] * self.state_stride, z[0].shape[-1] * self.state_stride)
+            out.keypoints = list(torch.split(decode_heatmaps(heat, crops, size),
                                              [len(b) for b in person_boxes]))
         return out
 

@@ -6,21 +6,20 @@ processed is counted as skipped); a worker thread runs the model, so a fast came
 a backlog. Every output carries the input frame's header unchanged. The model math lives in
 :mod:`streamdeq_ros.pipeline`; this module converts, calls and publishes.
 """
-import collections
 import json
+import signal
 import sys
 import threading
 import time
 from typing import Dict, List, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-import numpy as np
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
@@ -32,6 +31,7 @@ from .image_conv import compressed_to_rgb, fill_image, image_to_rgb, ImageError
 from .messages import detections_msg, keypoints_cloud, label_info
 from ..model.checkpoint import CheckpointError, load_net
 from ..models import bundled_checkpoint
+from ..monitor import StreamMonitor
 from ..pipeline import FrameOutput, FramePipeline
 from ..stream import IterationBudget, NonFiniteStateError
 from ..tracking import IoUTracker
@@ -42,22 +42,23 @@ OUTPUTS = {'segmentation': [('class', Image, 'segmentation/class_mask'),
            'detection': [('detections', Detection2DArray, 'detections')],
            'pose': [('keypoints', PointCloud2, 'keypoints'),
                     ('persons', Detection2DArray, 'keypoints/persons')]}
+#: estimated upstream loss above which diagnostics warn
+LOSS_WARN = 0.05
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
                      history=HistoryPolicy.KEEP_LAST)
 
 
+class StartupError(ValueError):
+    """Start-up parameter values that cannot work; one sentence per refused value."""
+
+
 def _descriptor(p: P.Param) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=p.description, read_only=p.read_only)
-    if p.choices:
-        d.additional_constraints = 'one of: ' + ', '.join(p.choices)
-    if p.int_range:
-        d.integer_range = [IntegerRange(from_value=p.int_range[0], to_value=p.int_range[1],
-                                        step=1)]
-    if p.float_range:
-        d.floating_point_range = [FloatingPointRange(from_value=p.float_range[0],
-                                                     to_value=p.float_range[1])]
-    return d
+    # Dynamic typing: every check is params.validate's, so refusals read the same at start-up
+    # and live, in words, and a float parameter takes integer syntax. The allowed values are
+    # stated in additional_constraints (``ros2 param describe``).
+    return ParameterDescriptor(description=p.description, read_only=p.read_only,
+                               dynamic_typing=True, additional_constraints=p.words())
 
 
 def camera_prefix(topic: str, count: int) -> str:
@@ -76,8 +77,7 @@ class _Camera:
         self.pending = None
         self.reset_requested = False
         self.received = self.processed = self.skipped = self.rejected = 0
-        self.latency = collections.deque(maxlen=200)
-        self.stamps = collections.deque(maxlen=200)
+        self.monitor: Optional[StreamMonitor] = None
         self.pubs: Dict[str, object] = {}
 
 
@@ -89,8 +89,13 @@ class StreamDEQNode(LifecycleNode):
         super().__init__('streamdeq', **kwargs)
         for p in P.PARAMS:
             self.declare_parameter(p.name, p.default, _descriptor(p))
-        self.cfg = {p.name: self.get_parameter(p.name).value for p in P.PARAMS}
+        values = {p.name: self.get_parameter(p.name).value for p in P.PARAMS}
+        refused = P.validate_all(values)
+        if refused:
+            raise StartupError('; '.join(refused))
+        self.cfg = {n: P.coerce(n, v) for n, v in values.items()}
         self.add_on_set_parameters_callback(self._on_set)
+        self.default_threads = torch.get_num_threads()
         self.pipeline: Optional[FramePipeline] = None
         self.cams: List[_Camera] = []
         self.cond = threading.Condition()
@@ -106,13 +111,11 @@ class StreamDEQNode(LifecycleNode):
     def _on_set(self, changes) -> SetParametersResult:
         configured = self.pipeline is not None
         for c in changes:
-            value = list(c.value) if isinstance(c.value, (list, tuple)) or \
-                type(c.value).__name__ == 'array' else c.value
-            reason = P.validate(c.name, value, configured=configured)
+            reason = P.validate(c.name, c.value, configured=configured)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         new = dict(self.cfg)
-        new.update({c.name: c.value for c in changes})
+        new.update({c.name: P.coerce(c.name, c.value) for c in changes})
         try:
             budget = IterationBudget(new['iters'], new['tol'] or None, new['deadline_ms'])
         except ValueError as exc:
@@ -130,12 +133,6 @@ class StreamDEQNode(LifecycleNode):
     # -- lifecycle ----------------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
         """Validate the start-up parameters, load the model, create publishers."""
-        for name, value in self.cfg.items():
-            reason = P.validate(name, list(value) if name in ('cameras', 'input_size')
-                                else value)
-            if reason:
-                self.get_logger().error('cannot configure: %s' % reason)
-                return TransitionCallbackReturn.FAILURE
         dev = self.cfg['device']
         if dev == 'auto':
             dev = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -146,7 +143,8 @@ class StreamDEQNode(LifecycleNode):
         path = self.cfg['checkpoint'] or bundled_checkpoint()
         try:
             net, card = load_net(path, dev)
-            size = tuple(self.cfg['input_size']) or None
+            size = self.cfg['input_size']
+            size = None if size == P.MODEL_SIZE else tuple(size)
             budget = IterationBudget(self.cfg['iters'], self.cfg['tol'] or None,
                                      self.cfg['deadline_ms'])
             self.pipeline = FramePipeline(net, card, size, self.cfg['solver'], budget)
@@ -192,6 +190,7 @@ class StreamDEQNode(LifecycleNode):
                          ReliabilityPolicy.RELIABLE)
         compressed = self.cfg['input_transport'] == 'compressed'
         for cam in self.cams:
+            cam.monitor = StreamMonitor(time.monotonic())
             cam.session = self.pipeline.new_session(cam.topic)
             cam.tracker = IoUTracker()
             cam.session.solver = self.cfg['solver']
@@ -255,7 +254,9 @@ class StreamDEQNode(LifecycleNode):
 
     # -- frames -------------------------------------------------------------------------------
     def _on_frame(self, cam: _Camera, msg):
+        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
         with self.cond:
+            cam.monitor.received(time.monotonic(), stamp)
             cam.received += 1
             if cam.pending is not None:
                 cam.skipped += 1
@@ -277,12 +278,17 @@ class StreamDEQNode(LifecycleNode):
                 msg, cam.pending = cam.pending, None
                 reset, cam.reset_requested = cam.reset_requested, False
                 cfg = dict(self.cfg)
+            threads = cfg['threads'] or self.default_threads
+            if torch.get_num_threads() != threads:      # between frames, on the solving thread
+                torch.set_num_threads(threads)
             try:
                 if reset:               # here, between frames, never in the middle of one
                     cam.session.reset()
                     cam.tracker.reset()
                 self._process(cam, msg, cfg)
             except Exception as exc:    # noqa: B902 - a frame must never take the node down
+                if not self.running or not self.context.ok():
+                    return              # shutting down: the frame in flight is not an error
                 cam.rejected += 1
                 self._warn('camera %s: frame dropped: %s' % (cam.topic, exc))
 
@@ -310,8 +316,9 @@ class StreamDEQNode(LifecycleNode):
     def _process(self, cam: _Camera, msg, cfg):
         t0 = time.perf_counter()
         try:
-            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) \
-                else image_to_rgb(msg)
+            limit = cfg['max_input_pixels']
+            rgb = compressed_to_rgb(msg, limit) if isinstance(msg, CompressedImage) \
+                else image_to_rgb(msg, limit)
         except ImageError as exc:
             cam.rejected += 1
             self._warn('camera %s: frame rejected: %s' % (cam.topic, exc))
@@ -339,9 +346,9 @@ class StreamDEQNode(LifecycleNode):
             cam.pubs['overlay'].publish(fill_image(
                 Image(), self.pipeline.overlay(rgb, out), 'rgb8', msg.header))
         latency = (time.perf_counter() - t0) * 1e3
-        cam.processed += 1
-        cam.latency.append(latency)
-        cam.stamps.append(time.monotonic())
+        with self.cond:
+            cam.processed += 1
+            cam.monitor.processed(time.monotonic(), latency)
         self.status_pub.publish(String(data=json.dumps({
             'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
             'frame_id': msg.header.frame_id, 'iters': result.iters,
@@ -361,49 +368,91 @@ class StreamDEQNode(LifecycleNode):
         response.message = 'reset %d camera state(s) (from their next frame)' % len(self.cams)
         return response
 
+    def _partial_state(self, cfg) -> str:
+        if not cfg['publish_partial']:
+            return 'off'
+        if cfg['partial_iters'] >= cfg['iters']:
+            return 'none: partial_iters %d >= iters %d' % (cfg['partial_iters'], cfg['iters'])
+        return 'after %d iterations' % cfg['partial_iters']
+
     def _diagnostics(self):
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        for cam in self.cams:
+        now = time.monotonic()
+        with self.cond:
+            cfg = dict(self.cfg)
+            rows = [(cam, cam.monitor, cam.session.stats if cam.session is not None else None,
+                     (cam.received, cam.processed, cam.skipped, cam.rejected))
+                    for cam in self.cams]
+        for cam, mon, s, (received, processed, skipped, rejected) in rows:
             st = DiagnosticStatus(name='streamdeq: %s' % cam.topic, hardware_id=self.device or '')
-            lat = np.asarray(cam.latency) if cam.latency else np.zeros(1)
-            span = cam.stamps[-1] - cam.stamps[0] if len(cam.stamps) > 1 else 0.0
-            fps = (len(cam.stamps) - 1) / span if span > 0 else 0.0
-            s = cam.session.stats if cam.session is not None else None
-            values = {'fps': '%.2f' % fps, 'latency_p50_ms': '%.2f' % np.percentile(lat, 50),
-                      'latency_p95_ms': '%.2f' % np.percentile(lat, 95),
-                      'received': cam.received, 'processed': cam.processed,
-                      'skipped': cam.skipped, 'rejected': cam.rejected,
+            values = {'fps': 0.0, 'input_fps': 0.0, 'latency_p50_ms': '', 'latency_p95_ms': '',
+                      'received': received, 'processed': processed, 'skipped': skipped,
+                      'rejected': rejected, 'lost_before_node': 0,
+                      'lost_before_node_pct': 0.0, 'silent_s': 0.0,
                       'resets': s.resets if s else 0,
                       'nonfinite_resets': s.nonfinite_resets if s else 0,
-                      'iters': self.cfg['iters'], 'active': self.active}
+                      'iters': cfg['iters'], 'partial': self._partial_state(cfg),
+                      'threads': torch.get_num_threads(), 'active': self.active}
+            if mon is not None:
+                p50, p95 = mon.latency_ms(now, 50), mon.latency_ms(now, 95)
+                values.update(
+                    fps='%.2f' % mon.fps(now), input_fps='%.2f' % mon.input_fps(now),
+                    latency_p50_ms='' if p50 is None else '%.2f' % p50,
+                    latency_p95_ms='' if p95 is None else '%.2f' % p95,
+                    lost_before_node=mon.lost,
+                    lost_before_node_pct='%.1f' % (100 * mon.loss_fraction()),
+                    silent_s='%.1f' % mon.silent_for(now))
             if self.device and self.device.startswith('cuda'):
                 values['device_memory_mb'] = '%.1f' % (torch.cuda.memory_allocated() / 2 ** 20)
-            st.level = DiagnosticStatus.OK if cam.rejected == 0 else DiagnosticStatus.WARN
-            st.message = 'active' if self.active else 'inactive'
+            st.level, st.message = DiagnosticStatus.OK, 'active' if self.active else 'inactive'
+            if self.active and mon is not None and mon.silent_for(now) > cfg['stale_after_s']:
+                st.level = DiagnosticStatus.WARN
+                st.message = 'no frame for %.0f s' % mon.silent_for(now)
+            elif rejected:
+                st.level, st.message = DiagnosticStatus.WARN, '%d frames rejected' % rejected
+            elif mon is not None and mon.loss_fraction() > LOSS_WARN:
+                st.level = DiagnosticStatus.WARN
+                st.message = 'about %.0f %% of the frames are lost before the node' \
+                    % (100 * mon.loss_fraction())
             st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
             arr.status.append(st)
         self.diag_pub.publish(arr)
 
 
 def main(args=None) -> int:
-    """Run the node; with ``autostart`` it configures and activates itself."""
-    rclpy.init(args=args)
-    node = StreamDEQNode()
+    """Run the node; with ``autostart`` it configures and activates itself.
+
+    SIGINT and SIGTERM stop it in order: the worker finishes its frame, then the node and the
+    context go, so a frame in flight is never published into a dead context. Exit codes: 0
+    after a signal, 1 when autostart's configure or activate fails, 2 for refused start-up
+    parameters (one sentence each on stderr, no traceback).
+    """
+    stop = threading.Event()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    node = None
     code = 0
     try:
+        node = StreamDEQNode()
         if node.cfg['autostart']:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 code = 1
             elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 code = 1
-        if code == 0:
-            rclpy.spin(node)
+        while code == 0 and not stop.is_set() and rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except StartupError as exc:
+        for sentence in str(exc).split('; '):
+            print('streamdeq_node: %s' % sentence, file=sys.stderr)
+        code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._stop()
-        node.destroy_node()
+        if node is not None:
+            node._stop()
+            node.destroy_node()
         rclpy.try_shutdown()
     return code
 

@@ -1,79 +1,122 @@
-"""The node's parameters: one table of names, defaults, descriptions, ranges and validity.
+"""The node's parameters: one table of names, defaults, descriptions, rules and validity.
 
 The table feeds three things that must agree: the ``ParameterDescriptor`` each parameter is
-declared with, the validation in the node's ``add_on_set_parameters_callback`` (a refused value
-changes nothing and returns the reason), and ``config/streamdeq.yaml`` (a test checks that the
-file lists exactly these parameters with these defaults). No rclpy import here.
+declared with, the validation of start-up values and of live changes (a refused value changes
+nothing and returns the reason), and ``config/streamdeq.yaml`` (a test checks that the file
+lists exactly these parameters with these defaults). No rclpy import here.
+
+Every refusal is one sentence that names the parameter, the allowed values in words and the
+value given, e.g. ``iters must be an integer from 1 to 100, got 2.5``. The node declares its
+parameters with dynamic typing and leaves all checking to :func:`validate`, so rclpy's own
+type and range messages never reach a user, and a float parameter takes integer syntax
+(``ros2 param set /streamdeq deadline_ms 5``).
+
+ROS 2 cannot carry an empty list (``[]`` in YAML or on the command line arrives as "not set"),
+so no parameter uses one: ``input_size`` ``[0, 0]`` means "the model's size".
 """
 from dataclasses import dataclass
 import math
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+MODEL_SIZE = [0, 0]
+
 
 @dataclass(frozen=True)
 class Param:
-    """One node parameter."""
+    """One node parameter; ``rule`` overrides the generated "must be ..." words."""
 
     name: str
     default: Any
     description: str
     read_only: bool = False              # a change needs a restart (reconfigure)
     choices: Tuple = ()
-    int_range: Optional[Tuple[int, int]] = None
-    float_range: Optional[Tuple[float, float]] = None
-    check: Optional[Callable[[Any], Optional[str]]] = None   # returns a reason or None
+    num_range: Optional[Tuple[float, float]] = None
+    check: Optional[Callable[[Any], bool]] = None   # extra condition on a well-typed value
+    rule: str = ''
+
+    @property
+    def kind(self) -> str:
+        """Return the value kind from the default: bool, int, float, str, int_list, str_list."""
+        d = self.default
+        if isinstance(d, list):
+            return 'str_list' if d and isinstance(d[0], str) else 'int_list'
+        return type(d).__name__
+
+    def words(self) -> str:
+        """Return the rule for a valid value in words, like ``an integer from 1 to 100``."""
+        if self.rule:
+            return self.rule
+        if self.choices:
+            return 'one of ' + ', '.join(repr(c) for c in self.choices)
+        base = {'bool': 'true or false', 'int': 'an integer', 'float': 'a number',
+                'str': 'a string', 'int_list': 'a list of integers',
+                'str_list': 'a list of strings'}[self.kind]
+        if self.num_range:
+            lo, hi = self.num_range
+            base += ' from %s to %s' % (_show(lo), _show(hi))
+        return base
 
 
-def _input_size(v) -> Optional[str]:
-    v = list(v)
-    if not v:
-        return None
-    if len(v) != 2 or any(int(x) <= 0 or int(x) % 32 for x in v):
-        return 'input_size must be [] (the model card) or [height, width], positive multiples ' \
-               'of 32, got %s' % v
-    return None
+def _show(v) -> str:
+    if v is None:
+        return "no value (an empty list [] reaches ROS 2 as 'not set')"
+    if isinstance(v, bool):
+        return 'true' if v else 'false'
+    if isinstance(v, float):
+        return '%g' % v
+    if isinstance(v, (list, tuple)):
+        return '[' + ', '.join(_show(x) for x in v) + ']'
+    return repr(v) if isinstance(v, str) else str(v)
 
 
-def _device(v) -> Optional[str]:
-    if v in ('auto', 'cpu', 'cuda') or (v.startswith('cuda:') and v[5:].isdigit()):
-        return None
-    return "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got %r" % v
+def _input_size_ok(v) -> bool:
+    return list(v) == MODEL_SIZE or (len(v) == 2 and all(x > 0 and x % 32 == 0 for x in v))
 
 
-def _cameras(v) -> Optional[str]:
-    v = list(v)
-    if not v or any(not t or ' ' in t for t in v) or len(set(v)) != len(v):
-        return 'cameras must be a non-empty list of distinct topic names, got %s' % v
-    return None
+def _device_ok(v) -> bool:
+    return v in ('auto', 'cpu', 'cuda') or (v.startswith('cuda:') and v[5:].isdigit())
+
+
+def _cameras_ok(v) -> bool:
+    return bool(v) and all(t and ' ' not in t for t in v) and len(set(v)) == len(v)
 
 
 PARAMS: List[Param] = [
     Param('cameras', ['image'], 'camera image topics, one stream state each', True,
-          check=_cameras),
+          check=_cameras_ok, rule='a non-empty list of distinct topic names'),
     Param('input_transport', 'raw', "'raw' (sensor_msgs/Image) or 'compressed' "
           '(sensor_msgs/CompressedImage on <topic>/compressed)', True, ('raw', 'compressed')),
     Param('input_qos', 'sensor_data', "'sensor_data' (best effort, connects to any camera) or "
           "'reliable'", True, ('sensor_data', 'reliable')),
     Param('input_depth', 1, 'subscription queue depth (1: always the newest frame)', True,
-          int_range=(1, 100)),
+          num_range=(1, 100)),
     Param('checkpoint', '', "model checkpoint; '' = the bundled default", True),
     Param('device', 'auto', "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'", True,
-          check=_device),
-    Param('input_size', [], "network input [height, width], multiples of 32; [] = the model's",
-          True, check=_input_size),
+          check=_device_ok, rule="'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    Param('input_size', MODEL_SIZE, 'network input [height, width], multiples of 32; '
+          "[0, 0] = the model's", True, check=_input_size_ok,
+          rule="[height, width] in positive multiples of 32, or [0, 0] for the model's size"),
+    Param('threads', 0, "torch intra-op threads (0: torch's default, one per core); 1 keeps "
+          'latency steady when other processes load the CPU', num_range=(0, 256)),
     Param('iters', 2, 'solver iterations per frame (applies from the next frame)',
-          int_range=(1, 100)),
+          num_range=(1, 100)),
     Param('solver', 'unroll', "'unroll' or 'broyden'", choices=('unroll', 'broyden')),
     Param('tol', 0.0, 'stop a frame early below this relative residual (0: off)',
-          float_range=(0.0, 1.0)),
+          num_range=(0.0, 1.0)),
     Param('deadline_ms', 0.0, 'per-frame time budget in ms; 0: off, else iterations follow '
-          'the time left', float_range=(0.0, 10000.0)),
+          'the time left', num_range=(0.0, 10000.0)),
     Param('publish_partial', True, 'publish results after partial_iters iterations too'),
-    Param('partial_iters', 1, 'iterations before the partial result', int_range=(1, 100)),
+    Param('partial_iters', 1, 'iterations before the partial result; a frame that runs '
+          'partial_iters iterations or fewer (iters <= partial_iters, or tol or deadline '
+          'stopped it) has no partial result', num_range=(1, 100)),
     Param('score_threshold', 0.5, 'minimum score of a published detection (and of a person '
-          'whose keypoints are published)', float_range=(0.0, 1.0)),
+          'whose keypoints are published)', num_range=(0.0, 1.0)),
     Param('mask_resolution', 'input', "'input' (camera size) or 'network' (input_size)",
           choices=('input', 'network')),
+    Param('max_input_pixels', 4096 * 4096, 'frames with more pixels are dropped before any '
+          'decoding (compressed frames by their file header)', num_range=(1, 16384 * 16384)),
+    Param('stale_after_s', 2.0, 'a camera without a frame for this long is reported WARN in '
+          '/diagnostics', num_range=(0.1, 3600.0)),
     Param('autostart', True, 'configure and activate on start-up', True),
 ]
 BY_NAME: Dict[str, Param] = {p.name: p for p in PARAMS}
@@ -84,37 +127,57 @@ def defaults() -> Dict[str, Any]:
     return {p.name: p.default for p in PARAMS}
 
 
-def _same_kind(default, value) -> bool:
-    if isinstance(default, bool):
+def _typed(kind: str, value) -> bool:
+    if kind == 'bool':
         return isinstance(value, bool)
-    if isinstance(default, int):
+    if kind == 'int':
         return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
+    if kind == 'float':
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
+    if kind == 'str':
         return isinstance(value, str)
-    return isinstance(value, (list, tuple))
+    item = 'str' if kind == 'str_list' else 'int'
+    return isinstance(value, (list, tuple)) and all(_typed(item, x) for x in value)
 
 
 def validate(name: str, value, configured: bool = False) -> Optional[str]:
-    """Return why ``value`` is refused for parameter ``name``, or None when it is valid.
+    """Return why ``value`` is refused for parameter ``name`` (one sentence), or None.
 
-    ``configured``: the node is running, so read-only parameters cannot change.
+    ``configured``: the node is running, so read-only parameters cannot change. ``value`` None
+    is a parameter that ROS 2 reports as not set.
     """
     p = BY_NAME.get(name)
     if p is None:
         return 'unknown parameter %r' % name
     if configured and p.read_only:
-        return '%s is read-only while the node runs; set it at start-up' % name
-    if not _same_kind(p.default, value):
-        return '%s must be of type %s, got %r' % (name, type(p.default).__name__, value)
-    if p.choices and value not in p.choices:
-        return '%s must be one of %s, got %r' % (name, ', '.join(p.choices), value)
-    if p.int_range and not p.int_range[0] <= value <= p.int_range[1]:
-        return '%s must be in [%d, %d], got %r' % ((name,) + p.int_range + (value,))
-    if p.float_range and not (math.isfinite(value)
-                              and p.float_range[0] <= value <= p.float_range[1]):
-        return '%s must be in [%g, %g], got %r' % ((name,) + p.float_range + (value,))
-    if p.check is not None:
-        return p.check(value)
-    return None
+        return '%s is read-only while the node runs (got %s); set it at start-up' \
+            % (name, _show(value))
+    if isinstance(value, tuple) or type(value).__name__ == 'array':
+        value = list(value)
+    ok = value is not None and _typed(p.kind, value)
+    if ok and p.kind == 'float':
+        ok = math.isfinite(value)
+    if ok and p.choices:
+        ok = value in p.choices
+    if ok and p.num_range:
+        ok = p.num_range[0] <= value <= p.num_range[1]
+    if ok and p.check is not None:
+        ok = p.check(value)
+    if ok:
+        return None
+    return '%s must be %s, got %s' % (name, p.words(), _show(value))
+
+
+def coerce(name: str, value):
+    """Return a valid ``value`` in its parameter's own type (an integer for a float -> float)."""
+    kind = BY_NAME[name].kind
+    if kind == 'float':
+        return float(value)
+    if kind.endswith('_list'):
+        return list(value)
+    return value
+
+
+def validate_all(values: Dict[str, Any]) -> List[str]:
+    """Return the refusal sentences for a full set of start-up values (empty when all valid)."""
+    return [r for r in (validate(n, v) for n, v in values.items()) if r]

@@ -9,7 +9,9 @@ generator, one after another (so every 60 frames there is a hard cut to a new sc
 ``wait_for_subscribers`` holds the first frame until that many subscribers are matched.
 """
 import itertools
+import signal
 import sys
+import threading
 
 import cv2
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -17,6 +19,7 @@ import rclpy
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
 from .image_conv import fill_image
@@ -115,12 +118,19 @@ class VideoSource(Node):
 
 
 def main(args=None) -> int:
-    """Run the node until SIGINT, the end of a non-looping source, or ``max_frames``."""
-    rclpy.init(args=args)
+    """Run the node until SIGINT/SIGTERM, the end of a non-looping source, or ``max_frames``.
+
+    Signals only set a flag that the spin loop checks between callbacks, so a frame is never
+    published into a context that is being shut down (exit 0, nothing printed).
+    """
+    stop = threading.Event()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node = None
     try:
         node = VideoSource()
-        while rclpy.ok() and not node.done:
+        while rclpy.ok() and not node.done and not stop.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
         return 0
     except (DatasetFormatError, ValueError, InvalidParameterTypeException) as exc:

@@ -18,6 +18,8 @@ from .common import finest_features
 
 CROP_ASPECT = 0.75      # width / height of a person crop
 CROP_SCALE = 1.25
+#: clamped keypoints stay this far inside the right and bottom edges (exact in float32)
+INSIDE = 1.0 / 64
 
 
 def crop_boxes(boxes: torch.Tensor) -> torch.Tensor:
@@ -52,8 +54,15 @@ def gaussian_targets(keypoints: torch.Tensor, crops: torch.Tensor, size: Tuple[i
     return heat, weight
 
 
-def decode_heatmaps(heat: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
-    """Heatmaps (K, J, h, w) over ``crops`` -> keypoints (K, J, 3): x, y in pixels, score."""
+def decode_heatmaps(heat: torch.Tensor, crops: torch.Tensor,
+                    image_size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+    """Heatmaps (K, J, h, w) over ``crops`` -> keypoints (K, J, 3): x, y in pixels, score.
+
+    The score is the heatmap's maximum clipped to [0, 1] (the targets are Gaussians of height
+    1, so it reads as the confidence that the joint is there). With ``image_size`` (H, W) the
+    coordinates are clamped into the image, ``0 <= x <= W - 1/64`` and likewise y: a crop
+    reaches past the image edge, and its arg-max may land outside it.
+    """
     k, j, hh, ww = heat.shape
     if k == 0:
         return heat.new_zeros((0, j, 3))
@@ -71,7 +80,10 @@ def decode_heatmaps(heat: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     py = py + 0.25 * torch.sign(dy) + 0.5
     x = crops[:, None, 0] + px / ww * (crops[:, None, 2] - crops[:, None, 0])
     y = crops[:, None, 1] + py / hh * (crops[:, None, 3] - crops[:, None, 1])
-    return torch.stack([x, y, score], dim=2)
+    if image_size is not None:
+        x = x.clamp(0.0, image_size[1] - INSIDE)
+        y = y.clamp(0.0, image_size[0] - INSIDE)
+    return torch.stack([x, y, score.clamp(0.0, 1.0)], dim=2)
 
 
 class PoseHead(nn.Module):

@@ -1,0 +1,178 @@
+"""``streamdeq bench dds``: how many camera frames reach a subscriber over DDS on this host.
+
+For each frame size and set-up, a publisher process sends ``--rate`` Hz rgb8
+``sensor_msgs/Image`` frames (or JPEG ``CompressedImage``) for ``--seconds`` to a subscriber
+process, and the subscriber counts what arrives. Set-ups (``--setups``):
+
+- ``default-be`` / ``default-rel``: Fast DDS's default transports, best-effort / reliable on both
+  ends (the node's ``input_qos`` ``sensor_data`` is best effort);
+- ``profile-be`` / ``profile-rel``: both processes with ``config/fastdds_large_images.xml``
+  (``FASTDDS_DEFAULT_PROFILES_FILE``), what ``perception.launch.py`` applies by default;
+- ``profile-sub-be``: the profile on the subscriber only (a camera driver started without it);
+- ``compressed-be``: JPEG (quality 90) ``CompressedImage``, default transports, best effort.
+
+Each run uses its own ROS_DOMAIN_ID on localhost. Writes JSON (``--out``) with the counts and
+the fraction delivered, and prints a table.
+"""
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+SETUPS = ('default-be', 'default-rel', 'profile-be', 'profile-rel', 'profile-sub-be',
+          'compressed-be')
+PROFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
+                       'fastdds_large_images.xml')
+TOPIC = '/streamdeq_bench_dds/image'
+
+
+def profile_path() -> str:
+    """Return the shipped Fast DDS profile (source tree, or the installed share folder)."""
+    if os.path.isfile(PROFILE):
+        return PROFILE
+    from ament_index_python.packages import get_package_share_directory
+    return os.path.join(get_package_share_directory('streamdeq_ros'), 'config',
+                        'fastdds_large_images.xml')
+
+
+def _frame(width: int, height: int) -> np.ndarray:
+    from .data.street import StreetClip
+    rgb = StreetClip(3, 96, 192)[0][0]
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _child(role: str, width: int, height: int, reliable: bool, compressed: bool,
+           rate: float, seconds: float) -> int:
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from .ros.image_conv import fill_image
+    qos = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST,
+                     reliability=ReliabilityPolicy.RELIABLE if reliable
+                     else ReliabilityPolicy.BEST_EFFORT)
+    kind = CompressedImage if compressed else Image
+    topic = TOPIC + ('/compressed' if compressed else '')
+    rclpy.init()
+    node = Node('bench_dds_' + role)
+    try:
+        if role == 'sub':
+            got = []
+            node.create_subscription(kind, topic, lambda m: got.append(time.monotonic()), qos)
+            print('ready', flush=True)
+            end = time.monotonic() + seconds + 15
+            while time.monotonic() < end and not os.path.exists(sys.argv[-1]):
+                rclpy.spin_once(node, timeout_sec=0.05)
+            end = time.monotonic() + 1.0                 # the last frames in flight
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.05)
+            print(json.dumps({'received': len(got)}), flush=True)
+            return 0
+        pub = node.create_publisher(kind, topic, qos)
+        rgb = _frame(width, height)
+        if compressed:
+            ok, jpg = cv2.imencode('.jpg', rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+            msg = CompressedImage(format='jpeg', data=jpg.tobytes())
+        else:
+            msg = fill_image(Image(), rgb, 'rgb8')
+        deadline = time.monotonic() + 15
+        while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        time.sleep(0.5)                                  # let the match settle on both sides
+        n = int(round(rate * seconds))
+        t0 = time.monotonic()
+        for k in range(n):
+            now = time.monotonic()
+            target = t0 + k / rate
+            if target > now:
+                time.sleep(target - now)
+            msg.header.stamp = node.get_clock().now().to_msg()
+            pub.publish(msg)
+        time.sleep(0.5)
+        print(json.dumps({'sent': n, 'bytes': len(msg.data)}), flush=True)
+        return 0
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def run_one(width: int, height: int, setup: str, rate: float, seconds: float,
+            workdir: str) -> dict:
+    """Run one publisher/subscriber pair; return sent, received and the fraction delivered."""
+    reliable = setup.endswith('-rel')
+    compressed = setup.startswith('compressed')
+    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 200)),
+               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    env.pop('FASTDDS_DEFAULT_PROFILES_FILE', None)
+    sub_env, pub_env = dict(env), dict(env)
+    if setup.startswith('profile'):
+        sub_env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile_path()
+        if not setup.startswith('profile-sub'):
+            pub_env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile_path()
+    done = os.path.join(workdir, 'done-%s-%dx%d' % (setup, width, height))
+    if os.path.exists(done):
+        os.remove(done)
+    args = [str(width), str(height), str(int(reliable)), str(int(compressed)), str(rate),
+            str(seconds)]
+    me = [sys.executable, '-m', 'streamdeq_ros.bench_dds', '--child']
+    sub = subprocess.Popen(me + ['sub'] + args + [done], env=sub_env, stdout=subprocess.PIPE,
+                           text=True)
+    assert sub.stdout.readline().strip() == 'ready'
+    pub = subprocess.run(me + ['pub'] + args + [done], env=pub_env, capture_output=True,
+                         text=True, timeout=seconds + 60)
+    open(done, 'w').close()
+    out, _ = sub.communicate(timeout=60)
+    sent = json.loads(pub.stdout.strip().splitlines()[-1])
+    received = json.loads(out.strip().splitlines()[-1])['received']
+    return {'width': width, 'height': height, 'setup': setup, 'rate_hz': rate,
+            'sent': sent['sent'], 'message_bytes': sent['bytes'], 'received': received,
+            'delivered': round(received / sent['sent'], 4)}
+
+
+def add_arguments(p):
+    """Add the benchmark's options."""
+    p.add_argument('--sizes', default='640x480,1280x720,1920x1080', help='WxH list')
+    p.add_argument('--setups', default=','.join(SETUPS), help='comma list of ' +
+                   ', '.join(SETUPS))
+    p.add_argument('--rate', type=float, default=30.0, help='frames per second')
+    p.add_argument('--seconds', type=float, default=6.0, help='publishing time per run')
+    p.add_argument('--out', default='bench/dds.json', help='JSON results')
+
+
+def run(args) -> int:
+    """Run every size x set-up and write the JSON."""
+    import tempfile
+    sizes = [tuple(int(v) for v in s.split('x')) for s in args.sizes.split(',')]
+    setups = args.setups.split(',')
+    bad = [s for s in setups if s not in SETUPS]
+    if bad:
+        print('streamdeq bench dds: unknown set-up %s (known: %s)'
+              % (', '.join(bad), ', '.join(SETUPS)), file=sys.stderr)
+        return 2
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for (w, h) in tqdm(sizes, desc='sizes'):
+            for setup in setups:
+                rows.append(run_one(w, h, setup, args.rate, args.seconds, tmp))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as fh:
+        json.dump({'rate_hz': args.rate, 'seconds': args.seconds, 'runs': rows}, fh, indent=1)
+    print('| size | ' + ' | '.join(setups) + ' |')
+    print('|---|' + '---|' * len(setups))
+    for (w, h) in sizes:
+        cells = ['%d / %d' % (r['received'], r['sent']) for s in setups for r in rows
+                 if (r['width'], r['height'], r['setup']) == (w, h, s)]
+        print('| %dx%d | %s |' % (w, h, ' | '.join(cells)))
+    return 0
+
+
+if __name__ == '__main__' and len(sys.argv) > 2 and sys.argv[1] == '--child':
+    role, w, h, rel, comp, rate, secs = sys.argv[2:9]
+    sys.exit(_child(role, int(w), int(h), rel == '1', comp == '1', float(rate), float(secs)))

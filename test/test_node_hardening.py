@@ -1,0 +1,261 @@
+"""What a hostile review of the node found, each over DDS against the real node process.
+
+Start-up refusals in one sentence, input_size settable, live refusals in words, integer syntax
+for float parameters, partial_iters >= iters defined and reported, stale cameras, thread control,
+the pixel limit, and a silent exit 0 on SIGINT with frames in flight.
+"""
+import json
+import signal
+import subprocess
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+import pytest
+import rclpy
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from streamdeq_ros.data.street import StreetClip
+from streamdeq_ros.executables import executable
+from streamdeq_ros.ros.image_conv import fill_image
+
+BIN = executable('streamdeq_node')
+SOURCE = executable('streamdeq_video_source')
+CAM = '/hardening_test/cam'
+
+
+@pytest.mark.parametrize('args, sentence', [
+    (['iters:=0'], 'iters must be an integer from 1 to 100, got 0'),
+    (['iters:=2.5'], 'iters must be an integer from 1 to 100, got 2.5'),
+    (['tol:=.nan'], 'tol must be a number from 0 to 1, got nan'),
+    (['cameras:=[]'], 'cameras must be a non-empty list of distinct topic names, got no value '
+                      "(an empty list [] reaches ROS 2 as 'not set')"),
+    (['input_size:=[]'], 'input_size must be [height, width] in positive multiples of 32, or '
+                         "[0, 0] for the model's size, got no value (an empty list [] reaches "
+                         "ROS 2 as 'not set')"),
+    (['input_size:=[100,192]', 'solver:=newton'],
+     'input_size must be [height, width] in positive multiples of 32, or [0, 0] for the '
+     "model's size, got [100, 192]\nstreamdeq_node: solver must be one of 'unroll', 'broyden', "
+     "got 'newton'"),
+])
+def test_bad_start_up_values_stop_with_one_sentence_each(args, sentence):
+    cmd = [BIN, '--ros-args'] + [a for arg in args for a in ('-p', arg)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == 'streamdeq_node: ' + sentence
+    assert 'Traceback' not in out.stdout + out.stderr
+
+
+def _spin_until(node, cond, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    return cond()
+
+
+@pytest.fixture(scope='module')
+def ros():
+    proc = subprocess.Popen([BIN, '--ros-args', '-p', 'cameras:=[%s]' % CAM,
+                             '-p', 'input_size:=[128,256]', '-p', 'mask_resolution:=network',
+                             '-p', 'stale_after_s:=1', '-p', 'input_qos:=reliable'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rclpy.init()
+    client = Node('hardening_client')
+    got = {'class': [], 'partial': [], 'status': [], 'diag': []}
+    client.create_subscription(Image, '/streamdeq/segmentation/class_mask',
+                               got['class'].append, 50)
+    client.create_subscription(Image, '/streamdeq/partial/segmentation/class_mask',
+                               got['partial'].append, 50)
+    client.create_subscription(String, '/streamdeq/status',
+                               lambda m: got['status'].append(json.loads(m.data)), 50)
+    client.create_subscription(DiagnosticArray, '/diagnostics', got['diag'].append, 50)
+    pub = client.create_publisher(Image, CAM, 10)
+    yield client, pub, got, proc
+    client.destroy_node()
+    rclpy.try_shutdown()
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def _frame(sec, height=100, width=180):
+    msg = fill_image(Image(), StreetClip(5, height, width)[sec % 60][0], 'rgb8')
+    msg.header.stamp.sec = sec
+    return msg
+
+
+def _send(client, pub, got, msg, timeout=60.0):
+    key = [msg.header.stamp.sec, msg.header.stamp.nanosec]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pub.publish(msg)
+        if _spin_until(client, lambda: any(s['stamp'] == key for s in got['status']), 2.0):
+            return next(s for s in got['status'] if s['stamp'] == key)
+    raise AssertionError('no answer for frame %s' % key)
+
+
+def _set(client, name, value):
+    params = AsyncParameterClient(client, 'streamdeq')
+    assert params.wait_for_services(timeout_sec=20)
+    fut = params.set_parameters([Parameter(name, value=value)])
+    rclpy.spin_until_future_complete(client, fut, timeout_sec=20)
+    return fut.result().results[0]
+
+
+def _diag(client, got, cond=lambda st: True, timeout=15.0):
+    """Return the node's next diagnostics entry (level, message, values) meeting ``cond``."""
+    found = []
+
+    def check():
+        for arr in got['diag']:
+            for st in arr.status:
+                if st.name.startswith('streamdeq') and cond(st):
+                    found.append(st)
+        got['diag'].clear()
+        return found
+    assert _spin_until(client, check, timeout), 'no matching diagnostics'
+    st = found[-1]
+    return st.level, st.message, {kv.key: kv.value for kv in st.values}
+
+
+def test_input_size_is_settable_at_start_up(ros):
+    client, pub, got, _ = ros
+    _send(client, pub, got, _frame(100))
+    assert _spin_until(client, lambda: any(m.header.stamp.sec == 100 for m in got['class']))
+    m = next(m for m in got['class'] if m.header.stamp.sec == 100)
+    assert (m.height, m.width) == (128, 256)                 # network size = input_size
+
+
+def test_live_refusals_are_one_sentence_in_words(ros):
+    client, _, _, _ = ros
+    for value in (0, 2.5, 'three'):
+        r = _set(client, 'iters', value)
+        assert not r.successful
+        assert r.reason == 'iters must be an integer from 1 to 100, got %s' \
+            % (repr(value) if isinstance(value, str) else value)
+    r = _set(client, 'input_size', [64, 64])
+    assert not r.successful and r.reason.startswith('input_size is read-only while the node runs')
+
+
+def test_float_parameters_take_integer_syntax(ros):
+    client, pub, got, _ = ros
+    assert _set(client, 'deadline_ms', 5).successful        # ros2 param set ... deadline_ms 5
+    assert 1 <= _send(client, pub, got, _frame(101))['iters'] <= 2
+    assert _set(client, 'deadline_ms', 0).successful
+    assert _set(client, 'score_threshold', 1).successful and \
+        _set(client, 'score_threshold', 0.5).successful
+
+
+def test_partial_iters_not_below_iters_is_defined_and_reported(ros):
+    client, pub, got, _ = ros
+    assert _set(client, 'iters', 1).successful               # partial_iters is 1
+    before = len(got['partial'])
+    status = _send(client, pub, got, _frame(102))
+    assert status['iters'] == 1 and status['partials'] == []
+    _spin_until(client, lambda: False, 1.0)
+    assert len(got['partial']) == before                     # no partial for that frame
+    _, _, values = _diag(client, got)
+    assert values['partial'] == 'none: partial_iters 1 >= iters 1'
+    assert _set(client, 'iters', 3).successful
+    assert _send(client, pub, got, _frame(103))['partials'] == [1]
+    _, _, values = _diag(client, got)
+    assert values['partial'] == 'after 1 iterations'
+
+
+def test_threads_and_pixel_limit_apply_live(ros):
+    client, pub, got, _ = ros
+    assert _set(client, 'threads', 1).successful
+    _send(client, pub, got, _frame(104))
+    _, _, values = _diag(client, got, lambda st: any(
+        kv.key == 'threads' and kv.value == '1' for kv in st.values))
+    assert values['threads'] == '1'
+    assert _set(client, 'max_input_pixels', 100 * 180 - 1).successful
+    _, _, before = _diag(client, got)
+    for _ in range(3):
+        pub.publish(_frame(105))
+        _spin_until(client, lambda: False, 0.3)
+    level, message, after = _diag(client, got, lambda st: any(
+        kv.key == 'rejected' and int(kv.value) > int(before['rejected']) for kv in st.values))
+    assert level == DiagnosticStatus.WARN
+    assert _set(client, 'max_input_pixels', 4096 * 4096).successful
+    assert _set(client, 'threads', 0).successful
+    _send(client, pub, got, _frame(106))
+
+
+def test_a_silent_camera_goes_stale_and_its_rate_falls_to_zero(ros):
+    client, pub, got, _ = ros
+    for k in range(10):
+        _send(client, pub, got, _frame(200 + k))
+    _, _, busy = _diag(client, got, lambda st: float(
+        {kv.key: kv.value for kv in st.values}['fps']) > 0)
+    level, message, values = _diag(client, got, lambda st: st.message.startswith('no frame'),
+                                   timeout=20)
+    assert level == DiagnosticStatus.WARN and message.startswith('no frame for ')
+    silent = float(values['silent_s'])
+    assert silent > 1.0
+    # fps is counted over a window: it falls once the window holds no frame
+    _, _, later = _diag(client, got, lambda st: float(
+        {kv.key: kv.value for kv in st.values}['fps']) == 0.0, timeout=20)
+    assert later['fps'] == '0.00' and later['input_fps'] == '0.00'
+
+
+def _flood(pub, stop):
+    k = 0
+    while not stop.is_set():
+        pub.publish(_frame(300 + k % 50, 240, 320))
+        k += 1
+        time.sleep(0.005)
+
+
+def test_sigint_with_frames_in_flight_is_silent_and_exits_0():
+    cam = '/hardening_test/flood'
+    rclpy.init()
+    node = Node('flood_client')
+    pub = node.create_publisher(Image, cam, 10)
+    try:
+        for cycle in range(3):
+            proc = subprocess.Popen([BIN, '--ros-args', '-p', 'cameras:=[%s]' % cam,
+                                     '-p', 'iters:=4'], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            status = []
+            sub = node.create_subscription(String, '/streamdeq/status', status.append, 10)
+            stop = threading.Event()
+            flood = threading.Thread(target=_flood, args=(pub, stop))
+            flood.start()
+            try:
+                assert _spin_until(node, lambda: len(status) >= 3 + cycle, 90)
+            finally:
+                proc.send_signal(signal.SIGINT)     # while frames keep coming
+                out, err = proc.communicate(timeout=60)
+                stop.set()
+                flood.join()
+                node.destroy_subscription(sub)
+            assert proc.returncode == 0, err
+            text = out + err
+            for bad in ('Traceback', 'frame dropped', 'context is invalid', 'RCLError',
+                        'WARN', 'ERROR'):
+                assert bad not in text, text
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def test_video_source_sigint_is_silent_and_exits_0():
+    for cycle in range(8):
+        proc = subprocess.Popen([SOURCE, '--ros-args', '-p', 'fps:=200.0',
+                                 '-p', 'width:=640', '-p', 'height:=480',
+                                 '-r', 'image:=/hardening_test/vs'],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        line = ''
+        while 'publishing' not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()                # the INFO line once it runs
+        time.sleep(0.3 + 0.07 * cycle)                    # mid-stream, at varying phases
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert 'Traceback' not in out + err and 'RCLError' not in out + err, out + err
