@@ -55,7 +55,7 @@ def generate_launch_description():
             default_value=EnvironmentVariable(
                 'FASTDDS_DEFAULT_PROFILES_FILE',
                 default_value=os.path.join(share, 'config', 'fastdds_large_images.xml')),
-            description="Fast DDS XML profile for the processes started here (shared memory "
+            description='Fast DDS XML profile for the processes started here (shared memory '
                         "for large frames); '' = Fast DDS's defaults. Give the camera driver "
                         'the same profile: the publisher decides how frames travel'),
         SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', dds_profile,

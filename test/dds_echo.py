@@ -1,9 +1,12 @@
 """Child process for the DDS smoke test: echo Image and Detection2DArray messages back."""
+import signal
 import sys
+import threading
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
@@ -22,11 +25,19 @@ class Echo(Node):
 
 
 def main():
-    """Spin until interrupted."""
-    rclpy.init()
+    """Spin until SIGINT or SIGTERM (a flag checked between callbacks, as the package's nodes do).
+
+    rclpy's own SIGTERM handler shuts the context down under a spinning executor, which now
+    and then left this process hanging (60 s without exiting).
+    """
+    stop = threading.Event()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node = Echo()
     try:
-        rclpy.spin(node)
+        while not stop.is_set() and rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

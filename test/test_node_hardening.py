@@ -2,12 +2,11 @@
 
 Start-up refusals in one sentence, input_size settable, live refusals in words, integer syntax
 for float parameters, partial_iters >= iters defined and reported, stale cameras, thread control,
-the pixel limit, and a silent exit 0 on SIGINT with frames in flight.
+and the pixel limit.
 """
 import json
 import signal
 import subprocess
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -24,7 +23,6 @@ from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image
 
 BIN = executable('streamdeq_node')
-SOURCE = executable('streamdeq_video_source')
 CAM = '/hardening_test/cam'
 
 
@@ -83,7 +81,7 @@ def ros():
 
 
 def _frame(sec, height=100, width=180):
-    msg = fill_image(Image(), StreetClip(5, height, width)[sec % 60][0], 'rgb8')
+    msg = fill_image(Image(), StreetClip(5, height, width)[sec % 30][0], 'rgb8')
     msg.header.stamp.sec = sec
     return msg
 
@@ -201,61 +199,3 @@ def test_a_silent_camera_goes_stale_and_its_rate_falls_to_zero(ros):
     _, _, later = _diag(client, got, lambda st: float(
         {kv.key: kv.value for kv in st.values}['fps']) == 0.0, timeout=20)
     assert later['fps'] == '0.00' and later['input_fps'] == '0.00'
-
-
-def _flood(pub, stop):
-    k = 0
-    while not stop.is_set():
-        pub.publish(_frame(300 + k % 50, 240, 320))
-        k += 1
-        time.sleep(0.005)
-
-
-def test_sigint_with_frames_in_flight_is_silent_and_exits_0():
-    cam = '/hardening_test/flood'
-    rclpy.init()
-    node = Node('flood_client')
-    pub = node.create_publisher(Image, cam, 10)
-    try:
-        for cycle in range(3):
-            proc = subprocess.Popen([BIN, '--ros-args', '-p', 'cameras:=[%s]' % cam,
-                                     '-p', 'iters:=4'], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-            status = []
-            sub = node.create_subscription(String, '/streamdeq/status', status.append, 10)
-            stop = threading.Event()
-            flood = threading.Thread(target=_flood, args=(pub, stop))
-            flood.start()
-            try:
-                assert _spin_until(node, lambda: len(status) >= 3 + cycle, 90)
-            finally:
-                proc.send_signal(signal.SIGINT)     # while frames keep coming
-                out, err = proc.communicate(timeout=60)
-                stop.set()
-                flood.join()
-                node.destroy_subscription(sub)
-            assert proc.returncode == 0, err
-            text = out + err
-            for bad in ('Traceback', 'frame dropped', 'context is invalid', 'RCLError',
-                        'WARN', 'ERROR'):
-                assert bad not in text, text
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-
-
-def test_video_source_sigint_is_silent_and_exits_0():
-    for cycle in range(8):
-        proc = subprocess.Popen([SOURCE, '--ros-args', '-p', 'fps:=200.0',
-                                 '-p', 'width:=640', '-p', 'height:=480',
-                                 '-r', 'image:=/hardening_test/vs'],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        line = ''
-        while 'publishing' not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()                # the INFO line once it runs
-        time.sleep(0.3 + 0.07 * cycle)                    # mid-stream, at varying phases
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
-        assert 'Traceback' not in out + err and 'RCLError' not in out + err, out + err

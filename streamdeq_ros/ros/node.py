@@ -57,8 +57,11 @@ def _descriptor(p: P.Param) -> ParameterDescriptor:
     # Dynamic typing: every check is params.validate's, so refusals read the same at start-up
     # and live, in words, and a float parameter takes integer syntax. The allowed values are
     # stated in additional_constraints (``ros2 param describe``).
-    return ParameterDescriptor(description=p.description, read_only=p.read_only,
-                               dynamic_typing=True, additional_constraints=p.words())
+    # Read-only parameters are not marked read_only for rclpy either: rclpy would refuse with
+    # its own words, and before configure (lifecycle) they may still change.
+    text = p.description + (' (read-only while configured)' if p.read_only else '')
+    return ParameterDescriptor(description=text, dynamic_typing=True,
+                               additional_constraints=p.words())
 
 
 def camera_prefix(topic: str, count: int) -> str:
@@ -96,6 +99,7 @@ class StreamDEQNode(LifecycleNode):
         self.cfg = {n: P.coerce(n, v) for n, v in values.items()}
         self.add_on_set_parameters_callback(self._on_set)
         self.default_threads = torch.get_num_threads()
+        self.solver_threads = self.default_threads
         self.pipeline: Optional[FramePipeline] = None
         self.cams: List[_Camera] = []
         self.cond = threading.Condition()
@@ -279,8 +283,10 @@ class StreamDEQNode(LifecycleNode):
                 reset, cam.reset_requested = cam.reset_requested, False
                 cfg = dict(self.cfg)
             threads = cfg['threads'] or self.default_threads
-            if torch.get_num_threads() != threads:      # between frames, on the solving thread
+            if torch.get_num_threads() != threads:
+                # between frames, on the solving thread (OpenMP's thread count is per thread)
                 torch.set_num_threads(threads)
+            self.solver_threads = threads
             try:
                 if reset:               # here, between frames, never in the middle of one
                     cam.session.reset()
@@ -393,7 +399,7 @@ class StreamDEQNode(LifecycleNode):
                       'resets': s.resets if s else 0,
                       'nonfinite_resets': s.nonfinite_resets if s else 0,
                       'iters': cfg['iters'], 'partial': self._partial_state(cfg),
-                      'threads': torch.get_num_threads(), 'active': self.active}
+                      'threads': self.solver_threads, 'active': self.active}
             if mon is not None:
                 p50, p95 = mon.latency_ms(now, 50), mon.latency_ms(now, 95)
                 values.update(
