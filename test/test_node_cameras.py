@@ -42,6 +42,7 @@ def _call(node, client, request):
 
 
 class _Client:
+
     def __init__(self, name):
         self.node = Node(name)
         self.status = []

@@ -72,6 +72,7 @@ def camera_prefix(topic: str, count: int) -> str:
 
 
 class _Camera:
+
     def __init__(self, topic: str, prefix: str):
         self.topic, self.prefix = topic, prefix
         self.session = None

@@ -106,9 +106,9 @@ PARAMS: List[Param] = [
     Param('deadline_ms', 0.0, 'per-frame time budget in ms; 0: off, else iterations follow '
           'the time left', num_range=(0.0, 10000.0)),
     Param('publish_partial', True, 'publish results after partial_iters iterations too'),
-    Param('partial_iters', 1, 'iterations before the partial result; a frame that runs '
-          'partial_iters iterations or fewer (iters <= partial_iters, or tol or deadline '
-          'stopped it) has no partial result', num_range=(1, 100)),
+    Param('partial_iters', 1, 'iterations before the partial result; there is none when '
+          'iters <= partial_iters (the refined result is all there is; /diagnostics says so) '
+          'or when tol or deadline_ms end the frame sooner', num_range=(1, 100)),
     Param('score_threshold', 0.5, 'minimum score of a published detection (and of a person '
           'whose keypoints are published)', num_range=(0.0, 1.0)),
     Param('mask_resolution', 'input', "'input' (camera size) or 'network' (input_size)",
