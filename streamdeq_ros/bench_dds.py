@@ -9,7 +9,11 @@ process, and the subscriber counts what arrives. Set-ups (``--setups``):
 - ``profile-be`` / ``profile-rel``: both processes with ``config/fastdds_large_images.xml``
   (``FASTDDS_DEFAULT_PROFILES_FILE``), what ``perception.launch.py`` applies by default;
 - ``profile-sub-be``: the profile on the subscriber only (a camera driver started without it);
-- ``compressed-be``: JPEG (quality 90) ``CompressedImage``, default transports, best effort.
+- ``compressed-be``: JPEG (quality 90) ``CompressedImage``, default transports, best effort;
+- ``node-default-be`` / ``node-profile-be``: the subscriber is ``streamdeq_node`` itself (bundled
+  model, ``input_qos`` sensor_data, ``threads`` 1), solving frames while they arrive; the count
+  is its ``received`` in ``/diagnostics``. With the profile, both processes have it, as under
+  ``perception.launch.py``.
 
 Each run uses its own ROS_DOMAIN_ID on localhost. Writes JSON (``--out``) with the counts and
 the fraction delivered, and prints a table.
@@ -17,6 +21,7 @@ the fraction delivered, and prints a table.
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -25,8 +30,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .executables import executable
+
 SETUPS = ('default-be', 'default-rel', 'profile-be', 'profile-rel', 'profile-sub-be',
-          'compressed-be')
+          'compressed-be', 'node-default-be', 'node-profile-be')
 PROFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
                        'fastdds_large_images.xml')
 TOPIC = '/streamdeq_bench_dds/image'
@@ -49,6 +56,7 @@ def _frame(width: int, height: int) -> np.ndarray:
 
 def _child(role: str, width: int, height: int, reliable: bool, compressed: bool,
            rate: float, seconds: float) -> int:
+    from diagnostic_msgs.msg import DiagnosticArray
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -61,7 +69,7 @@ def _child(role: str, width: int, height: int, reliable: bool, compressed: bool,
     kind = CompressedImage if compressed else Image
     topic = TOPIC + ('/compressed' if compressed else '')
     rclpy.init()
-    node = Node('bench_dds_' + role)
+    node = Node('bench_dds_' + role.replace('-', '_'))
     try:
         if role == 'sub':
             got = []
@@ -82,7 +90,7 @@ def _child(role: str, width: int, height: int, reliable: bool, compressed: bool,
             msg = CompressedImage(format='jpeg', data=jpg.tobytes())
         else:
             msg = fill_image(Image(), rgb, 'rgb8')
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60                 # the node loads its model first
         while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.05)
         time.sleep(0.5)                                  # let the match settle on both sides
@@ -95,8 +103,19 @@ def _child(role: str, width: int, height: int, reliable: bool, compressed: bool,
                 time.sleep(target - now)
             msg.header.stamp = node.get_clock().now().to_msg()
             pub.publish(msg)
-        time.sleep(0.5)
-        print(json.dumps({'sent': n, 'bytes': len(msg.data)}), flush=True)
+        result = {'sent': n, 'bytes': len(msg.data)}
+        if role == 'pub-node':                            # the node's own count
+            seen = []
+            node.create_subscription(DiagnosticArray, '/diagnostics', seen.append, 10)
+            end = time.monotonic() + 3.0
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.05)
+            values = [{kv.key: kv.value for kv in st.values} for arr in seen
+                      for st in arr.status if st.name.startswith('streamdeq')]
+            result['received'] = int(values[-1]['received']) if values else 0
+        else:
+            time.sleep(0.5)
+        print(json.dumps(result), flush=True)
         return 0
     finally:
         node.destroy_node()
@@ -108,11 +127,12 @@ def run_one(width: int, height: int, setup: str, rate: float, seconds: float,
     """Run one publisher/subscriber pair; return sent, received and the fraction delivered."""
     reliable = setup.endswith('-rel')
     compressed = setup.startswith('compressed')
+    to_node = setup.startswith('node-')
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 200)),
                ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
     env.pop('FASTDDS_DEFAULT_PROFILES_FILE', None)
     sub_env, pub_env = dict(env), dict(env)
-    if setup.startswith('profile'):
+    if 'profile' in setup:
         sub_env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile_path()
         if not setup.startswith('profile-sub'):
             pub_env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile_path()
@@ -122,15 +142,28 @@ def run_one(width: int, height: int, setup: str, rate: float, seconds: float,
     args = [str(width), str(height), str(int(reliable)), str(int(compressed)), str(rate),
             str(seconds)]
     me = [sys.executable, '-m', 'streamdeq_ros.bench_dds', '--child']
-    sub = subprocess.Popen(me + ['sub'] + args + [done], env=sub_env, stdout=subprocess.PIPE,
-                           text=True)
-    assert sub.stdout.readline().strip() == 'ready'
-    pub = subprocess.run(me + ['pub'] + args + [done], env=pub_env, capture_output=True,
-                         text=True, timeout=seconds + 60)
+    if to_node:
+        sub = subprocess.Popen([executable('streamdeq_node'), '--ros-args',
+                                '-p', 'cameras:=[%s]' % TOPIC, '-p', 'threads:=1'],
+                               env=sub_env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    else:
+        sub = subprocess.Popen(me + ['sub'] + args + [done], env=sub_env,
+                               stdout=subprocess.PIPE, text=True)
+        assert sub.stdout.readline().strip() == 'ready'
+    pub = subprocess.run(me + ['pub-node' if to_node else 'pub'] + args + [done], env=pub_env,
+                         capture_output=True, text=True, timeout=seconds + 120)
     open(done, 'w').close()
-    out, _ = sub.communicate(timeout=60)
+    if pub.returncode != 0:
+        raise RuntimeError('bench dds publisher failed: %s' % pub.stderr.strip()[-500:])
     sent = json.loads(pub.stdout.strip().splitlines()[-1])
-    received = json.loads(out.strip().splitlines()[-1])['received']
+    if to_node:
+        sub.send_signal(signal.SIGINT)
+        sub.wait(timeout=60)
+        received = sent['received']
+    else:
+        out, _ = sub.communicate(timeout=60)
+        received = json.loads(out.strip().splitlines()[-1])['received']
     return {'width': width, 'height': height, 'setup': setup, 'rate_hz': rate,
             'sent': sent['sent'], 'message_bytes': sent['bytes'], 'received': received,
             'delivered': round(received / sent['sent'], 4)}

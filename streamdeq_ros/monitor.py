@@ -6,10 +6,10 @@ No ROS here: the node feeds it times and header stamps and publishes what it rep
   camera that stops sending falls to 0 fps instead of keeping its last rate.
 - ``silent_for`` is the time since the last frame arrived (since start when none has).
 - Frames lost before the node (in the camera driver, or dropped by DDS) are estimated from
-  gaps in the input header stamps: the camera's period is a low percentile of recent stamp
-  intervals (robust to the long intervals that losses make), and a gap of ``n`` periods counts
-  ``n - 1`` lost frames. Repeated or backwards stamps (a restarted or looping source) count
-  nothing.
+  gaps in the input header stamps: the camera's period is the mean of the recent stamp
+  intervals that lie within 1.7x their 5th percentile (the long intervals that losses make are
+  left out; timing jitter is averaged), and a gap of ``n`` periods counts ``n - 1`` lost
+  frames. Repeated or backwards stamps (a restarted or looping source) count nothing.
 """
 import collections
 from typing import Deque, Optional, Tuple
@@ -17,6 +17,8 @@ from typing import Deque, Optional, Tuple
 import numpy as np
 
 PERIOD_PERCENTILE = 5
+PERIOD_SPREAD = 1.7
+MIN_INTERVALS = 5
 
 
 class StreamMonitor:
@@ -42,7 +44,9 @@ class StreamMonitor:
             self.intervals.append(dt)
             period = self.period()
             if period:
-                self.lost += max(0, int(round(dt / period)) - 1)
+                # the first time a period is known, the intervals seen so far count too
+                gaps = self.intervals if len(self.intervals) == MIN_INTERVALS else [dt]
+                self.lost += sum(max(0, int(round(g / period)) - 1) for g in gaps)
         if self.last_stamp is None or stamp_s > self.last_stamp:
             self.last_stamp = stamp_s
 
@@ -52,9 +56,11 @@ class StreamMonitor:
 
     def period(self) -> Optional[float]:
         """Return the estimated camera period in seconds (None before 5 intervals)."""
-        if len(self.intervals) < 5:
+        if len(self.intervals) < MIN_INTERVALS:
             return None
-        return float(np.percentile(np.asarray(self.intervals), PERIOD_PERCENTILE))
+        dt = np.asarray(self.intervals)
+        low = np.percentile(dt, PERIOD_PERCENTILE)
+        return float(dt[dt <= PERIOD_SPREAD * low].mean())
 
     def _span(self, now: float) -> float:
         return max(1e-6, min(self.window_s, now - self.start))

@@ -108,3 +108,22 @@ def test_bench_solver_runs_a_checkpoint_on_a_street_clip(tmp_path):
     assert data['weights'] == ckpt and data['sequence'] == 'generated street clip'
     assert all(0 <= data[k] <= 2 for k in ('cold_frames_reached', 'warm_frames_reached'))
     assert len(data['warm_final_residual_per_frame']) == 2
+
+
+def test_bench_dds_and_the_shipped_fast_dds_profile(tmp_path):
+    # 640x480 rgb8 (0.9 MB) is larger than Fast DDS's default shared-memory segment: without
+    # the profile best effort loses most frames (bench/dds.json); with it, SHM carries them
+    path = tmp_path / 'dds.json'
+    out = subprocess.run([BIN, 'bench', 'dds', '--sizes', '640x480', '--setups',
+                          'profile-be,default-rel', '--seconds', '2', '--out', str(path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    runs = {r['setup']: r for r in json.loads(path.read_text())['runs']}
+    assert set(runs) == {'profile-be', 'default-rel'}
+    for r in runs.values():
+        assert (r['width'], r['height'], r['sent'], r['message_bytes']) == \
+            (640, 480, 60, 640 * 480 * 3)
+        assert 0 <= r['received'] <= r['sent']
+    assert runs['profile-be']['delivered'] >= 0.9
+    assert runs['default-rel']['delivered'] >= 0.9
+    assert '| 640x480 |' in out.stdout

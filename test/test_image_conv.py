@@ -1,4 +1,5 @@
 """Image message conversion: zero-copy views honouring step, encodings, and bad frames."""
+import os
 import struct
 import subprocess
 import sys
@@ -171,3 +172,12 @@ def test_compressed_frames_over_the_limit_are_refused_before_decoding():
     assert image_to_rgb(raw, max_pixels=480000).shape == (600, 800, 3)
     with pytest.raises(ImageError, match='larger than max_input_pixels'):
         image_to_rgb(raw, max_pixels=479999)
+
+
+def test_opencv_stays_at_4_as_the_real_cv_bridge_needs():
+    # OpenCV 5 changed the type codes cv_bridge maps (cv2_to_imgmsg raises KeyError: 16)
+    assert cv2.__version__.split('.')[0] == '4'
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, 'requirements.txt')) as fh:
+        pins = [ln.strip() for ln in fh if ln.startswith('opencv')]
+    assert pins == ['opencv-python-headless>=4.8,<5']

@@ -184,6 +184,19 @@ def test_threads_and_pixel_limit_apply_live(ros):
     _send(client, pub, got, _frame(106))
 
 
+def test_frames_lost_before_the_node_are_reported(ros):
+    client, pub, got, _ = ros
+    for k in range(8):                                       # a 1 Hz camera (header stamps)
+        _send(client, pub, got, _frame(400 + k))
+    _, _, before = _diag(client, got)
+    _send(client, pub, got, _frame(418))                     # 408..417 never arrive
+    _, _, after = _diag(client, got, lambda st: any(
+        kv.key == 'lost_before_node' and int(kv.value) > int(before['lost_before_node'])
+        for kv in st.values))
+    assert int(after['lost_before_node']) - int(before['lost_before_node']) == 10
+    assert float(after['lost_before_node_pct']) > 0
+
+
 def test_a_silent_camera_goes_stale_and_its_rate_falls_to_zero(ros):
     client, pub, got, _ = ros
     for k in range(10):
