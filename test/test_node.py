@@ -1,20 +1,15 @@
 """The streamdeq node as a real process over DDS: outputs, live parameters, bad frames, exit."""
-import json
 import signal
-import subprocess
-import time
 
-from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 import rclpy
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from vision_msgs.msg import LabelInfo
 
+from node_harness import node_with_client, send_until_answered, spin_until
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image, image_view
@@ -25,33 +20,8 @@ CAM = '/node_test/cam'
 
 @pytest.fixture(scope='module')
 def ros():
-    node_proc = subprocess.Popen([BIN, '--ros-args', '-p', 'cameras:=[%s]' % CAM,
-                                  '-p', 'partial_iters:=1', '-p', 'iters:=3'],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    rclpy.init()
-    client = Node('node_test_client')
-    got = {'class': [], 'partial': [], 'status': [], 'diag': []}
-    client.create_subscription(Image, '/streamdeq/segmentation/class_mask',
-                               got['class'].append, 50)
-    client.create_subscription(Image, '/streamdeq/partial/segmentation/class_mask',
-                               got['partial'].append, 50)
-    client.create_subscription(String, '/streamdeq/status',
-                               lambda m: got['status'].append(json.loads(m.data)), 50)
-    client.create_subscription(DiagnosticArray, '/diagnostics', got['diag'].append, 50)
-    pub = client.create_publisher(Image, CAM, 10)
-    yield client, pub, got, node_proc
-    client.destroy_node()
-    rclpy.try_shutdown()
-    if node_proc.poll() is None:
-        node_proc.send_signal(signal.SIGINT)
-        node_proc.wait(timeout=30)
-
-
-def _spin_until(client, cond, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        rclpy.spin_once(client, timeout_sec=0.05)
-    return cond()
+    with node_with_client(CAM, {'partial_iters': 1, 'iters': 3}, 'node_test_client') as r:
+        yield r
 
 
 def _frame(t, sec):
@@ -62,24 +32,12 @@ def _frame(t, sec):
     return msg
 
 
-def _send(client, pub, got, msg, timeout=60.0):
-    """Publish until the node answers this stamp (the first frames wait for discovery)."""
-    key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pub.publish(msg)
-        if _spin_until(client, lambda: any(tuple(s['stamp']) == key for s in got['status']),
-                       timeout=2.0):
-            return next(s for s in got['status'] if tuple(s['stamp']) == key)
-    raise AssertionError('no answer for frame %s' % (key,))
-
-
 def test_frames_give_partial_and_refined_masks_with_the_input_header(ros):
     client, pub, got, _ = ros
     for t in range(3):
-        status = _send(client, pub, got, _frame(t, 100 + t))
+        status = send_until_answered(client, pub, got, _frame(t, 100 + t))
         assert status['iters'] == 3 and status['partials'] == [1]
-    assert _spin_until(client, lambda: len(got['partial']) >= 3 and len(got['class']) >= 3)
+    assert spin_until(client, lambda: len(got['partial']) >= 3 and len(got['class']) >= 3)
     for stream in ('class', 'partial'):
         for t in range(3):
             m = next(x for x in got[stream] if x.header.stamp.sec == 100 + t)
@@ -91,7 +49,7 @@ def test_frames_give_partial_and_refined_masks_with_the_input_header(ros):
     client.create_subscription(LabelInfo, '/streamdeq/segmentation/label_info', labels.append,
                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                           durability=DurabilityPolicy.TRANSIENT_LOCAL))
-    assert _spin_until(client, lambda: labels, timeout=20)
+    assert spin_until(client, lambda: labels, timeout=20)
     assert [c.class_name for c in labels[0].class_map][:2] == ['road', 'sidewalk']
 
 
@@ -106,7 +64,7 @@ def test_iters_changes_live_and_invalid_values_are_refused(ros):
         return fut.result().results[0]
 
     assert set_('iters', 1).successful
-    assert _send(client, pub, got, _frame(5, 200))['iters'] == 1
+    assert send_until_answered(client, pub, got, _frame(5, 200))['iters'] == 1
     bad = set_('iters', 0)
     assert not bad.successful and bad.reason == 'iters must be an integer from 1 to 100, got 0'
     bad = set_('solver', 'newton')
@@ -114,7 +72,7 @@ def test_iters_changes_live_and_invalid_values_are_refused(ros):
         bad.reason == "solver must be one of 'unroll', 'broyden', got 'newton'"
     ro = set_('checkpoint', 'other.pt')
     assert not ro.successful and 'read-only' in ro.reason
-    assert _send(client, pub, got, _frame(6, 201))['iters'] == 1
+    assert send_until_answered(client, pub, got, _frame(6, 201))['iters'] == 1
 
 
 def _set(client, **values):
@@ -128,14 +86,14 @@ def _set(client, **values):
 def test_tolerance_deadline_and_mask_resolution_apply_from_the_next_frame(ros):
     client, pub, got, _ = ros
     _set(client, iters=60, tol=0.3)
-    early = _send(client, pub, got, _frame(8, 400))
+    early = send_until_answered(client, pub, got, _frame(8, 400))
     assert early['iters'] < 60 and early['final_residual'] < 0.3
     _set(client, tol=0.0, deadline_ms=1.0)
-    timed = _send(client, pub, got, _frame(9, 401))
+    timed = send_until_answered(client, pub, got, _frame(9, 401))
     assert 1 <= timed['iters'] < 60
     _set(client, deadline_ms=0.0, iters=2, mask_resolution='network')
-    assert _send(client, pub, got, _frame(10, 402))['iters'] == 2
-    assert _spin_until(client, lambda: any(m.header.stamp.sec == 402 for m in got['class']))
+    assert send_until_answered(client, pub, got, _frame(10, 402))['iters'] == 2
+    assert spin_until(client, lambda: any(m.header.stamp.sec == 402 for m in got['class']))
     m = next(m for m in got['class'] if m.header.stamp.sec == 402)
     assert (m.height, m.width) == (96, 192)                  # the network's input size
     _set(client, mask_resolution='input', iters=1)
@@ -146,11 +104,11 @@ def test_a_fast_camera_builds_no_backlog(ros):
     before = len(got['status'])
     for k in range(60):                                      # far faster than the node
         pub.publish(_frame(11, 500 + k))
-    last = _send(client, pub, got, _frame(12, 600))
+    last = send_until_answered(client, pub, got, _frame(12, 600))
     answered = [s for s in got['status'][before:] if 500 <= s['stamp'][0] < 560]
     assert last['iters'] == 1 and len(answered) < 60
     got['diag'].clear()
-    assert _spin_until(client, lambda: got['diag'], timeout=10)
+    assert spin_until(client, lambda: got['diag'], timeout=10)
     values = {kv.key: kv.value for kv in got['diag'][-1].status[0].values}
     assert int(values['skipped']) > 0
 
@@ -169,12 +127,12 @@ def test_bad_frames_are_dropped_and_counted_and_good_ones_answered(ros):
         bads.append(m)
     for i, bad in enumerate(bads):
         pub.publish(bad)
-        _spin_until(client, lambda: False, timeout=0.3)
+        spin_until(client, lambda: False, timeout=0.3)
         good.header.stamp.sec = 300 + i
-        _send(client, pub, got, good)
+        send_until_answered(client, pub, got, good)
     assert proc.poll() is None
     got['diag'].clear()
-    assert _spin_until(client, lambda: got['diag'], timeout=10)
+    assert spin_until(client, lambda: got['diag'], timeout=10)
     values = {kv.key: kv.value for kv in got['diag'][-1].status[0].values}
     assert int(values['rejected']) == 5
     assert int(values['processed']) == len(got['status'])         # every good frame answered

@@ -15,6 +15,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image
@@ -25,13 +26,6 @@ BIN = executable('streamdeq_node')
 def _start(args):
     return subprocess.Popen([BIN, '--ros-args'] + args, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-
-
-def _spin_until(node, cond, timeout):
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.05)
-    return cond()
 
 
 def _call(node, client, request):
@@ -54,8 +48,8 @@ class _Client:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pub.publish(msg)
-            if _spin_until(self.node, lambda: any(s['stamp'] == key for s in self.status),
-                           1.5 if expect else timeout):
+            if spin_until(self.node, lambda: any(s['stamp'] == key for s in self.status),
+                          1.5 if expect else timeout):
                 return next(s for s in self.status if s['stamp'] == key)
             if not expect:
                 return None
@@ -105,7 +99,7 @@ def test_two_cameras_keep_independent_states_and_reset(ros):
             pa.publish(_img(cut_a, 0, 5000 + k))
             pb.publish(_img(smooth_b, 0, 6000 + k))
             rclpy.spin_once(c.node, timeout_sec=0.002)
-        _spin_until(c.node, lambda: False, 1.0)
+        spin_until(c.node, lambda: False, 1.0)
         served = [s['camera'] for s in c.status[before:]]
         assert k > 2 * len(served)                            # the node could not keep up
         assert served.count('/mc/a') >= 3 and served.count('/mc/b') >= 3, served
@@ -128,13 +122,13 @@ def test_lifecycle_round_trip_and_compressed_input(ros):
         corrupt = CompressedImage(format='jpeg', data=jpg.tobytes()[:200] + b'\x00' * 50)
         corrupt.header.stamp.sec = 9
         pub.publish(corrupt)
-        _spin_until(c.node, lambda: False, 0.5)
+        spin_until(c.node, lambda: False, 0.5)
         m.header.stamp.sec = 13
         assert c.send(pub, m)['frame_id'] == 'lc'                     # still alive
         assert not any(s['stamp'][0] == 9 for s in c.status)         # the corrupt one dropped
         diags = []
         c.node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
-        assert _spin_until(c.node, lambda: diags, 10)
+        assert spin_until(c.node, lambda: diags, 10)
         assert {kv.key: kv.value for kv in diags[-1].status[0].values}['rejected'] == '1'
         change = c.node.create_client(ChangeState, '/streamdeq/change_state')
         get = c.node.create_client(GetState, '/streamdeq/get_state')

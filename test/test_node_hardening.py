@@ -4,20 +4,16 @@ Start-up refusals in one sentence, input_size settable, live refusals in words, 
 for float parameters, partial_iters >= iters defined and reported, stale cameras, thread control,
 and the pixel limit.
 """
-import json
-import signal
 import subprocess
-import time
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticStatus
 import pytest
 import rclpy
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 
+from node_harness import node_with_client, send_until_answered, spin_until
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image
@@ -48,52 +44,18 @@ def test_bad_start_up_values_stop_with_one_sentence_each(args, sentence):
     assert 'Traceback' not in out.stdout + out.stderr
 
 
-def _spin_until(node, cond, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.05)
-    return cond()
-
-
 @pytest.fixture(scope='module')
 def ros():
-    proc = subprocess.Popen([BIN, '--ros-args', '-p', 'cameras:=[%s]' % CAM,
-                             '-p', 'input_size:=[128,256]', '-p', 'mask_resolution:=network',
-                             '-p', 'stale_after_s:=1', '-p', 'input_qos:=reliable'],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    rclpy.init()
-    client = Node('hardening_client')
-    got = {'class': [], 'partial': [], 'status': [], 'diag': []}
-    client.create_subscription(Image, '/streamdeq/segmentation/class_mask',
-                               got['class'].append, 50)
-    client.create_subscription(Image, '/streamdeq/partial/segmentation/class_mask',
-                               got['partial'].append, 50)
-    client.create_subscription(String, '/streamdeq/status',
-                               lambda m: got['status'].append(json.loads(m.data)), 50)
-    client.create_subscription(DiagnosticArray, '/diagnostics', got['diag'].append, 50)
-    pub = client.create_publisher(Image, CAM, 10)
-    yield client, pub, got, proc
-    client.destroy_node()
-    rclpy.try_shutdown()
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+    params = {'input_size': '[128,256]', 'mask_resolution': 'network', 'stale_after_s': 1,
+              'input_qos': 'reliable'}
+    with node_with_client(CAM, params, 'hardening_client') as r:
+        yield r
 
 
 def _frame(sec, height=100, width=180):
     msg = fill_image(Image(), StreetClip(5, height, width)[sec % 30][0], 'rgb8')
     msg.header.stamp.sec = sec
     return msg
-
-
-def _send(client, pub, got, msg, timeout=60.0):
-    key = [msg.header.stamp.sec, msg.header.stamp.nanosec]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pub.publish(msg)
-        if _spin_until(client, lambda: any(s['stamp'] == key for s in got['status']), 2.0):
-            return next(s for s in got['status'] if s['stamp'] == key)
-    raise AssertionError('no answer for frame %s' % key)
 
 
 def _set(client, name, value):
@@ -115,15 +77,15 @@ def _diag(client, got, cond=lambda st: True, timeout=15.0):
                     found.append(st)
         got['diag'].clear()
         return found
-    assert _spin_until(client, check, timeout), 'no matching diagnostics'
+    assert spin_until(client, check, timeout), 'no matching diagnostics'
     st = found[-1]
     return st.level, st.message, {kv.key: kv.value for kv in st.values}
 
 
 def test_input_size_is_settable_at_start_up(ros):
     client, pub, got, _ = ros
-    _send(client, pub, got, _frame(100))
-    assert _spin_until(client, lambda: any(m.header.stamp.sec == 100 for m in got['class']))
+    send_until_answered(client, pub, got, _frame(100))
+    assert spin_until(client, lambda: any(m.header.stamp.sec == 100 for m in got['class']))
     m = next(m for m in got['class'] if m.header.stamp.sec == 100)
     assert (m.height, m.width) == (128, 256)                 # network size = input_size
 
@@ -142,7 +104,7 @@ def test_live_refusals_are_one_sentence_in_words(ros):
 def test_float_parameters_take_integer_syntax(ros):
     client, pub, got, _ = ros
     assert _set(client, 'deadline_ms', 5).successful        # ros2 param set ... deadline_ms 5
-    assert 1 <= _send(client, pub, got, _frame(101))['iters'] <= 2
+    assert 1 <= send_until_answered(client, pub, got, _frame(101))['iters'] <= 2
     assert _set(client, 'deadline_ms', 0).successful
     assert _set(client, 'score_threshold', 1).successful and \
         _set(client, 'score_threshold', 0.5).successful
@@ -152,14 +114,14 @@ def test_partial_iters_not_below_iters_is_defined_and_reported(ros):
     client, pub, got, _ = ros
     assert _set(client, 'iters', 1).successful               # partial_iters is 1
     before = len(got['partial'])
-    status = _send(client, pub, got, _frame(102))
+    status = send_until_answered(client, pub, got, _frame(102))
     assert status['iters'] == 1 and status['partials'] == []
-    _spin_until(client, lambda: False, 1.0)
+    spin_until(client, lambda: False, 1.0)
     assert len(got['partial']) == before                     # no partial for that frame
     _, _, values = _diag(client, got)
     assert values['partial'] == 'none: partial_iters 1 >= iters 1'
     assert _set(client, 'iters', 3).successful
-    assert _send(client, pub, got, _frame(103))['partials'] == [1]
+    assert send_until_answered(client, pub, got, _frame(103))['partials'] == [1]
     _, _, values = _diag(client, got)
     assert values['partial'] == 'after 1 iterations'
 
@@ -167,7 +129,7 @@ def test_partial_iters_not_below_iters_is_defined_and_reported(ros):
 def test_threads_and_pixel_limit_apply_live(ros):
     client, pub, got, _ = ros
     assert _set(client, 'threads', 1).successful
-    _send(client, pub, got, _frame(104))
+    send_until_answered(client, pub, got, _frame(104))
     _, _, values = _diag(client, got, lambda st: any(
         kv.key == 'threads' and kv.value == '1' for kv in st.values))
     assert values['threads'] == '1'
@@ -175,21 +137,21 @@ def test_threads_and_pixel_limit_apply_live(ros):
     _, _, before = _diag(client, got)
     for _ in range(3):
         pub.publish(_frame(105))
-        _spin_until(client, lambda: False, 0.3)
+        spin_until(client, lambda: False, 0.3)
     level, message, after = _diag(client, got, lambda st: any(
         kv.key == 'rejected' and int(kv.value) > int(before['rejected']) for kv in st.values))
     assert level == DiagnosticStatus.WARN
     assert _set(client, 'max_input_pixels', 4096 * 4096).successful
     assert _set(client, 'threads', 0).successful
-    _send(client, pub, got, _frame(106))
+    send_until_answered(client, pub, got, _frame(106))
 
 
 def test_frames_lost_before_the_node_are_reported(ros):
     client, pub, got, _ = ros
     for k in range(8):                                       # a 1 Hz camera (header stamps)
-        _send(client, pub, got, _frame(400 + k))
+        send_until_answered(client, pub, got, _frame(400 + k))
     _, _, before = _diag(client, got)
-    _send(client, pub, got, _frame(418))                     # 408..417 never arrive
+    send_until_answered(client, pub, got, _frame(418))                     # 408..417 never arrive
     _, _, after = _diag(client, got, lambda st: any(
         kv.key == 'lost_before_node' and int(kv.value) > int(before['lost_before_node'])
         for kv in st.values))
@@ -200,7 +162,7 @@ def test_frames_lost_before_the_node_are_reported(ros):
 def test_a_silent_camera_goes_stale_and_its_rate_falls_to_zero(ros):
     client, pub, got, _ = ros
     for k in range(10):
-        _send(client, pub, got, _frame(200 + k))
+        send_until_answered(client, pub, got, _frame(200 + k))
     _, _, busy = _diag(client, got, lambda st: float(
         {kv.key: kv.value for kv in st.values}['fps']) > 0)
     level, message, values = _diag(client, got, lambda st: st.message.startswith('no frame'),

@@ -7,7 +7,6 @@ detection or keypoint topics.
 """
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.executables import executable
 from streamdeq_ros.model.checkpoint import load_net
@@ -34,13 +34,6 @@ MULTI = bundled_checkpoint('multi_tiny_sur')
 SETTINGS = {'iters': 2, 'partial_iters': 1, 'score_threshold': 0.3}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def _spin_until(node, cond, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.05)
-    return cond()
 
 
 def _node(checkpoint):
@@ -91,10 +84,10 @@ def test_detections_and_keypoints_match_the_model_with_the_input_header(client):
         # forget that frame: states and trackers start from scratch
         for _ in range(60):
             pub.publish(_frame(frames[0], 1))
-            if _spin_until(client, lambda: got['det'], timeout=1.0):
+            if spin_until(client, lambda: got['det'], timeout=1.0):
                 break
         assert got['det']
-        _spin_until(client, lambda: False, timeout=2.0)
+        spin_until(client, lambda: False, timeout=2.0)
         reset = client.create_client(Trigger, '/streamdeq/reset')
         assert reset.wait_for_service(timeout_sec=20)
         fut = reset.call_async(Trigger.Request())
@@ -102,15 +95,15 @@ def test_detections_and_keypoints_match_the_model_with_the_input_header(client):
         assert fut.result().success
         for t, rgb in enumerate(frames):
             pub.publish(_frame(rgb, 100 + t))
-            assert _spin_until(client, lambda: all(100 + t in got[k] for k in
-                                                   ('det', 'persons', 'kp', 'pdet', 'pkp')))
+            assert spin_until(client, lambda: all(100 + t in got[k] for k in
+                                                  ('det', 'persons', 'kp', 'pdet', 'pkp')))
         labels = []
         client.create_subscription(LabelInfo, '/streamdeq/detections/label_info',
                                    labels.append, LATCHED)
         joints = []
         client.create_subscription(LabelInfo, '/streamdeq/keypoints/label_info',
                                    joints.append, LATCHED)
-        assert _spin_until(client, lambda: labels and joints, timeout=20)
+        assert spin_until(client, lambda: labels and joints, timeout=20)
     finally:
         _stop(proc)
     classes = [(c.class_id, c.class_name) for c in labels[0].class_map]
@@ -173,7 +166,7 @@ def test_a_checkpoint_without_heads_advertises_no_topics_for_them(client):
         def published():           # topics someone publishes (this client subscribes to some)
             return {t for t in absent + ['/streamdeq/partial/segmentation/class_mask']
                     if client.count_publishers(t)}
-        assert _spin_until(client, lambda: published() == {
+        assert spin_until(client, lambda: published() == {
             '/streamdeq/partial/segmentation/class_mask'}, timeout=60), published()
     finally:
         _stop(proc)

@@ -9,19 +9,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image
 
 BIN = executable('streamdeq_node')
 SOURCE = executable('streamdeq_video_source')
-
-
-def _spin_until(node, cond, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.05)
-    return cond()
 
 
 def _frame(sec):
@@ -55,7 +49,7 @@ def test_sigint_with_frames_in_flight_is_silent_and_exits_0():
             flood = threading.Thread(target=_flood, args=(pub, stop))
             flood.start()
             try:
-                assert _spin_until(node, lambda: len(status) >= 3 + cycle, 90)
+                assert spin_until(node, lambda: len(status) >= 3 + cycle, 90)
             finally:
                 proc.send_signal(signal.SIGINT)     # while frames keep coming
                 out, err = proc.communicate(timeout=60)
