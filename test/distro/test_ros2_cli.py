@@ -74,9 +74,11 @@ def test_launch_param_set_lifecycle_and_ctrl_c(client):
         assert status[-1]['iters'] == 2
         out = _ros2_until_found('param', 'set', '/streamdeq', 'iters', '1')
         assert out.returncode == 0 and 'Set parameter successful' in out.stdout, out
+        # statuses queued while the CLI ran still say 2; from the next frame on, 1
+        assert _spin_until(node, lambda: status[-1]['iters'] == 1, 30)
         n = len(status)
         assert _spin_until(node, lambda: len(status) >= n + 3, 30)
-        assert status[-1]['iters'] == 1
+        assert all(s['iters'] == 1 for s in status[n - 1:])
         out = _ros2('param', 'set', '/streamdeq', 'iters', '0')
         assert 'iters must be an integer from 1 to 100, got 0' in out.stdout + out.stderr
         out = _ros2('param', 'set', '/streamdeq', 'deadline_ms', '5')   # integer syntax
