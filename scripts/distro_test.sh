@@ -19,6 +19,7 @@ cd "$WS"
 colcon build --packages-select streamdeq_ros
 set +u; source install/setup.bash; set -u
 colcon test --packages-select streamdeq_ros --pytest-args -q || true   # judged below
+ros2 daemon stop >/dev/null 2>&1 || true     # started by the ros2 CLI tests
 colcon test-result --verbose
 total=$(colcon test-result --all | sed -n 's/^Summary: \([0-9]*\) tests.*/\1/p')
 echo "distro suite: ${total:-0} tests"

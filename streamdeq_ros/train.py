@@ -53,6 +53,7 @@ from .model.heads.common import finest_features
 from .model.heads.pose import gaussian_targets
 from .model.mdeq import CONFIGS
 from .model.network import HEADS, IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
+from .model.official import load_official
 from .model.solvers import broyden, unroll
 
 VARIANTS = ('sur', 'ur', 'il')
@@ -171,6 +172,8 @@ def training_data(args):
 
 #: head widths of new models: sized so the heads cost little next to a `tiny` backbone on a CPU
 HEAD_WIDTHS = {'fpn_channels': 16, 'representation': 64, 'width': 32}
+#: ``--init official:FILE``: an official MDEQ checkpoint
+OFFICIAL = 'official:'
 
 
 def head_specs(tasks, classes, palette, widths=None) -> Dict:
@@ -206,8 +209,24 @@ def init_from(net: StreamDEQNet, path: str) -> str:
     """Copy the tensors of checkpoint ``path`` that ``net`` has (same names, same shapes).
 
     Tensors of heads ``net`` lacks are skipped; a shared name with another shape (another
-    ``--config`` or class count) is refused.
+    ``--config`` or class count) is refused. ``official:FILE`` reads an official MDEQ
+    checkpoint (any released layout, see :mod:`streamdeq_ros.model.official`) for ``net``'s
+    config: its backbone strictly, and its segmentation head where the class count matches.
     """
+    if path.startswith(OFFICIAL):
+        try:
+            src, sentence = load_official(path[len(OFFICIAL):], net.cfg)
+        except CheckpointError as exc:
+            raise SystemExit('streamdeq train: --init: %s' % exc)
+        own = net.state_dict()
+        state = src.state_dict()
+        shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
+        net.load_state_dict(shared, strict=False)
+        return '%s; initialised %d of %d tensors%s' % (
+            sentence, len(shared), len(own),
+            "; kept this network's own %s (another class count)" % ', '.join(skipped)
+            if skipped else '')
     try:
         state = read_checkpoint(path)['state_dict']
     except CheckpointError as exc:
@@ -356,7 +375,9 @@ def add_arguments(p: argparse.ArgumentParser):
                         '(detection and pose need --data street)')
     p.add_argument('--init', default='',
                    help='start from the matching weights of this checkpoint (e.g. a '
-                        'segmentation model for a multi-task one)')
+                        'segmentation model for a multi-task one), or official:FILE for an '
+                        'official MDEQ checkpoint (bare, released or ImageNet classification) '
+                        'of the same --config')
     p.add_argument('--pose-weight', type=float, default=100.0,
                    help='weight of the pose heatmap MSE in the summed loss')
     p.add_argument('--fpn-channels', type=int, default=HEAD_WIDTHS['fpn_channels'],

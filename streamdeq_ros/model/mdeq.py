@@ -2,17 +2,20 @@
 
 The architecture follows the MDEQ paper (Bai, Koltun, Kolter 2020) and the configuration
 semantics of its official code, so an official checkpoint loads through one name map
-(:func:`official_to_native`). Module and parameter names match the official ones:
+(:mod:`streamdeq_ros.model.official`). Module and parameter names match the official ones:
 
 ``downsample``  the stem: two 3x3 convs (stride 2 for the first ``downsample_times`` of them),
                 each followed by BatchNorm and ReLU.
 ``stage0``      1x1 conv + BatchNorm + ReLU; its output is the injection u into branch 0
-                (the other branches get no injection, as in the official code).
+                (the other branches get no injection, as in the official code). Absent, as
+                officially, with ``downsample_times`` 0 and at most two branches: u is then
+                the stem's output.
 ``fullstage``   the equilibrium block f(z; u): per branch one residual block (hidden width
                 ``expansion`` x channels, GroupNorm, optional weight norm and variational
                 dropout, injection added inside the block), then multiscale fusion
                 (strided 3x3 convs down, 1x1 conv + nearest upsample up, summed) and a
-                post-fusion ReLU -> 1x1 conv -> GroupNorm per branch.
+                post-fusion ReLU -> 1x1 conv -> GroupNorm per branch (a single branch
+                returns its block's output, as officially).
 
 Weight normalisation uses ``torch.nn.utils.parametrizations.weight_norm``; the official
 ``weight_g`` / ``weight_v`` names map to ``parametrizations.weight.original0`` / ``original1``.
@@ -33,14 +36,15 @@ class MDEQConfig:
 
     num_channels: tuple = (32, 64, 128, 256)   # FULL_STAGE.NUM_CHANNELS
     num_blocks: tuple = (1, 1, 1, 1)           # FULL_STAGE.NUM_BLOCKS
-    expansion: int = 4                         # EXPANSION_FACTOR
+    expansion: int = 5                         # EXPANSION_FACTOR
     num_groups: int = 8                        # NUM_GROUPS
     wnorm: bool = True                         # WNORM
-    dropout: float = 0.02                      # DROPOUT
+    dropout: float = 0.05                      # DROPOUT
     downsample_times: int = 2                  # DOWNSAMPLE_TIMES
-    f_thres: int = 26                          # F_THRES (Broyden budget for single frames)
-    num_layers: int = 4                        # NUM_LAYERS (unrolled pre-training depth)
+    f_thres: int = 27                          # F_THRES (Broyden budget for single frames)
+    num_layers: int = 3                        # NUM_LAYERS (unrolled pre-training depth)
     bn_momentum: float = 0.01                  # BN momentum of the segmentation model
+    b_thres: int = 30                          # B_THRES (backward solver budget, IL)
     name: str = field(default='custom', compare=False)
 
     def __post_init__(self):
@@ -63,6 +67,15 @@ class MDEQConfig:
     def num_branches(self) -> int:
         """Number of resolutions (branches)."""
         return len(self.num_channels)
+
+    @property
+    def has_stage0(self) -> bool:
+        """Whether the injection has its own 1x1 layer (``stage0``).
+
+        The official code leaves it out when DOWNSAMPLE_TIMES is 0 and there are at most two
+        branches (its CIFAR models): the injection is then the stem's output itself.
+        """
+        return not (self.downsample_times == 0 and self.num_branches <= 2)
 
     @property
     def stride(self) -> int:
@@ -91,31 +104,49 @@ class MDEQConfig:
 
     @classmethod
     def from_official(cls, cfg: dict, name: str = 'official') -> 'MDEQConfig':
-        """Build from an official MDEQ experiment YAML (already parsed to a dict)."""
-        model = cfg['MODEL']
-        stage = model['EXTRA']['FULL_STAGE']
-        if stage.get('BLOCK', 'BASIC') != 'BASIC' or stage.get('FUSE_METHOD', 'SUM') != 'SUM':
-            raise ValueError('MDEQConfig: only BLOCK=BASIC with FUSE_METHOD=SUM is supported')
-        if stage['NUM_BRANCHES'] != len(stage['NUM_CHANNELS']):
-            raise ValueError('MDEQConfig: NUM_BRANCHES does not match NUM_CHANNELS')
-        return cls(num_channels=tuple(stage['NUM_CHANNELS']),
-                   num_blocks=tuple(stage['NUM_BLOCKS']),
-                   expansion=int(model['EXPANSION_FACTOR']),
-                   num_groups=int(model['NUM_GROUPS']),
-                   wnorm=bool(model['WNORM']),
-                   dropout=float(model['DROPOUT']),
-                   downsample_times=int(model['DOWNSAMPLE_TIMES']),
-                   f_thres=int(model['F_THRES']),
-                   num_layers=int(model.get('NUM_LAYERS', 4)),
-                   name=name)
+        """Build from an official MDEQ experiment YAML (already parsed to a dict).
+
+        Configurations the official code builds differently than this package are refused
+        with the reason: another block or fusion, more than one module, a missing key.
+        """
+        try:
+            model = cfg['MODEL']
+            stage = model['EXTRA']['FULL_STAGE']
+            block, fuse = stage.get('BLOCK', 'BASIC'), stage.get('FUSE_METHOD', 'SUM')
+            if block != 'BASIC' or fuse != 'SUM':
+                raise ValueError('MDEQConfig: the official configuration uses BLOCK=%s and '
+                                 'FUSE_METHOD=%s; only BASIC with SUM exists here'
+                                 % (block, fuse))
+            if int(stage.get('NUM_MODULES', 1)) != 1:
+                raise ValueError('MDEQConfig: NUM_MODULES=%s; MDEQ has exactly one module'
+                                 % stage['NUM_MODULES'])
+            if stage['NUM_BRANCHES'] != len(stage['NUM_CHANNELS']):
+                raise ValueError('MDEQConfig: NUM_BRANCHES=%d does not match the %d entries '
+                                 'of NUM_CHANNELS' % (stage['NUM_BRANCHES'],
+                                                      len(stage['NUM_CHANNELS'])))
+            return cls(num_channels=tuple(stage['NUM_CHANNELS']),
+                       num_blocks=tuple(stage['NUM_BLOCKS']),
+                       expansion=int(model['EXPANSION_FACTOR']),
+                       num_groups=int(model['NUM_GROUPS']),
+                       wnorm=bool(model['WNORM']),
+                       dropout=float(model['DROPOUT']),
+                       downsample_times=int(model['DOWNSAMPLE_TIMES']),
+                       f_thres=int(model['F_THRES']),
+                       b_thres=int(model.get('B_THRES', model['F_THRES'])),
+                       num_layers=int(model.get('NUM_LAYERS', 4)),
+                       name=name)
+        except KeyError as exc:
+            raise ValueError('MDEQConfig: the official configuration has no %s' % exc) from None
 
 
 CONFIGS = {
-    # The official Cityscapes segmentation MDEQ-Small (seg_mdeq_SMALL.yaml).
+    # The official Cityscapes segmentation MDEQ-Small (seg_mdeq_SMALL.yaml as of the released
+    # pretrained models: expansion 5, dropout 0.05, F_THRES 27, B_THRES 30, 3 layers).
     'small': MDEQConfig(name='small'),
     # Sized for CPU training and tests on two cores.
+    # (f_thres 26 and num_layers 4: the values its bundled models were trained with)
     'tiny': MDEQConfig(num_channels=(8, 16, 32, 64), expansion=2, num_groups=4,
-                       dropout=0.0, bn_momentum=0.1, name='tiny'),
+                       dropout=0.0, bn_momentum=0.1, f_thres=26, num_layers=4, name='tiny'),
 }
 
 
@@ -286,7 +317,9 @@ class MDEQModule(nn.Module):
         """Return f(z; u) as a list of per-branch tensors."""
         blocks = [self.branches[i](z[i], injection[i]) for i in range(self.num_branches)]
         if self.fuse_layers is None:
-            return [self.post_fuse_layers[0](blocks[0])]
+            # one branch: the official code returns the block's output, without the post-fusion
+            # layers (which it still builds, so their weights are in its checkpoints)
+            return blocks
         out = []
         for i in range(self.num_branches):
             y = blocks[i]
@@ -315,7 +348,7 @@ class MDEQBackbone(nn.Module):
             nn.ReLU())
         self.stage0 = nn.Sequential(nn.Conv2d(c0, c0, 1, bias=False),
                                     nn.BatchNorm2d(c0, momentum=mom),
-                                    nn.ReLU())
+                                    nn.ReLU()) if cfg.has_stage0 else None
         self.fullstage = MDEQModule(cfg)
         self.init_weights()
 
@@ -352,7 +385,9 @@ class MDEQBackbone(nn.Module):
     def inject(self, x: torch.Tensor) -> List[Optional[torch.Tensor]]:
         """Compute the injection u = (stage0(stem(x)), None, ...) once per frame."""
         self.check_input(x)
-        u0 = self.stage0(self.downsample(x))
+        u0 = self.downsample(x)
+        if self.stage0 is not None:
+            u0 = self.stage0(u0)
         return [u0] + [None] * (self.cfg.num_branches - 1)
 
     def state_shapes(self, u: Sequence[Optional[torch.Tensor]]) -> List[tuple]:
@@ -376,31 +411,3 @@ class MDEQBackbone(nn.Module):
         return (len(z) == len(shapes)
                 and all(tuple(t.shape) == s for t, s in zip(z, shapes))
                 and all(t.device == u[0].device and t.dtype == u[0].dtype for t in z))
-
-
-# ---------------------------------------------------------------------------------------------
-# Official checkpoint layout
-# ---------------------------------------------------------------------------------------------
-
-_WNORM_NAMES = {'weight_g': 'parametrizations.weight.original0',
-                'weight_v': 'parametrizations.weight.original1'}
-
-
-def official_to_native(state_dict: dict) -> dict:
-    """Map an official MDEQ state dict (``locuslab/mdeq`` layout) to this package's names.
-
-    - ``fullstage_copy.*`` is dropped: the official code keeps a frozen copy of f for its
-      backward pass, re-copied from ``fullstage`` before every forward, so it adds no weights.
-    - ``<conv>.weight_g`` / ``<conv>.weight_v`` (the official weight norm) become
-      ``<conv>.parametrizations.weight.original0`` / ``original1`` (torch's weight norm).
-    Every other key keeps its name.
-    """
-    out = OrderedDict()
-    for key, value in state_dict.items():
-        if key.startswith('fullstage_copy.') or key == 'fullstage_copy':
-            continue
-        prefix, _, leaf = key.rpartition('.')
-        if leaf in _WNORM_NAMES:
-            key = prefix + '.' + _WNORM_NAMES[leaf]
-        out[key] = value
-    return out

@@ -39,8 +39,9 @@ class StreamDEQNet(nn.Module):
         self.specs = {name: dict(spec) for name, spec in heads.items()}
         for name, spec in heads.items():
             if name == 'segmentation':
-                self.heads[name] = SegmentationHead(cfg.num_channels, int(spec['num_classes']),
-                                                    cfg.bn_momentum)
+                self.heads[name] = SegmentationHead(
+                    cfg.num_channels, int(spec['num_classes']), cfg.bn_momentum,
+                    int(spec.get('final_conv_kernel', 1)))
             elif name == 'detection':
                 self.heads[name] = DetectionHead(cfg.num_channels, self.state_stride,
                                                  int(spec['num_classes']),

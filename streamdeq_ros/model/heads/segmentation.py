@@ -15,16 +15,24 @@ class SegmentationHead(nn.Module):
     checkpoint keys load unchanged.
     """
 
-    def __init__(self, num_channels: Sequence[int], num_classes: int, bn_momentum: float = 0.01):
-        """Build for branch widths ``num_channels`` and ``num_classes`` outputs."""
+    def __init__(self, num_channels: Sequence[int], num_classes: int, bn_momentum: float = 0.01,
+                 final_conv_kernel: int = 1):
+        """Build for branch widths ``num_channels`` and ``num_classes`` outputs.
+
+        ``final_conv_kernel`` is the official FINAL_CONV_KERNEL: 1, or 3 (padding 1).
+        """
         super().__init__()
+        if final_conv_kernel not in (1, 3):
+            raise ValueError('segmentation head: final_conv_kernel must be 1 or 3 (the official '
+                             'FINAL_CONV_KERNEL), got %r' % (final_conv_kernel,))
         total = int(sum(num_channels))
         self.num_classes = num_classes
         self.last_layer = nn.Sequential(
             nn.Conv2d(total, total, kernel_size=1),
             nn.BatchNorm2d(total, momentum=bn_momentum),
             nn.ReLU(),
-            nn.Conv2d(total, num_classes, kernel_size=1))
+            nn.Conv2d(total, num_classes, kernel_size=final_conv_kernel,
+                      padding=final_conv_kernel // 2))
 
     def forward(self, z: Sequence[torch.Tensor],
                 features: Optional[torch.Tensor] = None) -> torch.Tensor:
