@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
@@ -128,11 +129,20 @@ class PoseScore:
         self.total += counted.sum(0).numpy()
 
     def compute(self) -> Dict:
-        """Return ``pckh`` over all counted joints and per joint (None where none counted)."""
-        total = self.total.sum()
-        return {'pckh': float(self.correct.sum() / total) if total else float('nan'),
+        """Return ``pckh`` over all counted joints and per joint (None where none counted).
+
+        Under torchrun the counts of every process are summed first (as torchmetrics does for
+        the other scores), so each process returns the score of all shards.
+        """
+        correct, totals = self.correct, self.total
+        if dist.is_available() and dist.is_initialized():
+            both = torch.tensor(np.stack([correct, totals]), dtype=torch.float64)
+            dist.all_reduce(both)
+            correct, totals = both.numpy()
+        total = totals.sum()
+        return {'pckh': float(correct.sum() / total) if total else float('nan'),
                 'per_class': {n: (float(c / t) if t else None) for n, c, t in
-                              zip(self.joint_names, self.correct, self.total)}}
+                              zip(self.joint_names, correct, totals)}}
 
 
 def _stack(clips: Sequence[LabelledClip], index_from_end: int, device) -> torch.Tensor:

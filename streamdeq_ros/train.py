@@ -29,21 +29,25 @@ clips with N iterations from zeros. Checkpoints
 model card, and load with ``torch.load(weights_only=True)``.
 """
 import argparse
+import contextlib
 import csv
 import functools
 import json
 import math
 import os
 import shlex
+import sys
 import time
 from typing import Dict
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.nn.utils import parametrize
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import evaluate
+from . import distributed, evaluate
 from .data import cityscapes, street
 from .data.clips import (ClipStills, DatasetFormatError, DET_CLASSES, street_clips,
                          StreetStills)
@@ -65,21 +69,6 @@ def draw_unrolls(variant: str, step: int, seed: int, max_unroll: int) -> int:
         return max_unroll
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     return int(torch.randint(1, max_unroll + 1, (1,), generator=g))
-
-
-def batch_indices(step: int, batch_size: int, size: int, seed: int):
-    """Dataset indices of mini-batch ``step``: a seeded permutation per epoch (resumable)."""
-    out = []
-    for pos in range(step * batch_size, (step + 1) * batch_size):
-        epoch, i = divmod(pos, size)
-        out.append(_permutation(size, seed, epoch)[i])
-    return out
-
-
-@functools.lru_cache(maxsize=4)
-def _permutation(size: int, seed: int, epoch: int):
-    g = torch.Generator().manual_seed(seed * 7919 + epoch)
-    return torch.randperm(size, generator=g).tolist()
 
 
 def forward_train(net: StreamDEQNet, images: torch.Tensor, variant: str, unrolls: int,
@@ -159,12 +148,16 @@ def training_data(args):
                 list(street.CLASSES), street.PALETTE.tolist())
     if args.data.startswith('cityscapes:'):
         root = args.data.split(':', 1)[1]
+        scale = getattr(args, 'random_scale', ())
+        val_size = getattr(args, 'val_size', '')          # None: full size
         try:
-            train_clips = cityscapes.cityscapes_clips(root, 'train', (h, w))
-            val = cityscapes.cityscapes_clips(root, 'val', (h, w), limit=args.val_clips)
+            train_clips = cityscapes.cityscapes_clips(root, 'train', None if scale else (h, w))
+            val = cityscapes.cityscapes_clips(root, 'val', (h, w) if val_size in ('', ())
+                                              else val_size, limit=args.val_clips)
         except DatasetFormatError as exc:
             raise SystemExit('streamdeq train: %s' % exc)
-        return (ClipStills(train_clips), val, list(cityscapes.TRAIN_CLASSES),
+        augment = cityscapes.RandomScaleCrop((h, w), scale) if scale else None
+        return (ClipStills(train_clips, augment), val, list(cityscapes.TRAIN_CLASSES),
                 [list(c) for c in cityscapes.PALETTE])
     raise SystemExit('streamdeq train: --data must be street or cityscapes:ROOT, got %r'
                      % args.data)
@@ -267,17 +260,92 @@ def _card(args, classes, palette, height, width, step, metrics, command) -> Dict
     }
 
 
+class TrainStep(torch.nn.Module):
+    """One training forward: state of the batch (graph kept) and the task losses.
+
+    Wrapped in DistributedDataParallel under torchrun, so its forward is what DDP sees.
+    """
+
+    def __init__(self, net: StreamDEQNet, variant: str, f_thres: int, pose_weight: float):
+        """Hold ``net`` and the loss settings."""
+        super().__init__()
+        self.net = net
+        self.variant, self.f_thres, self.pose_weight = variant, f_thres, pose_weight
+
+    def forward(self, images, masks, targets, unrolls: int, implicit: bool) -> Dict:
+        """Return the loss terms of one batch."""
+        with parametrize.cached():
+            z, _ = forward_train(self.net, images, self.variant, unrolls, self.f_thres, implicit)
+            return task_losses(self.net, z, masks, targets, self.pose_weight)
+
+
+def _to(targets, device):
+    if targets is None:
+        return None
+    return [{k: v.to(device) for k, v in t.items()} for t in targets]
+
+
+def _batch(items, net: StreamDEQNet, device, channels_last: bool):
+    images = torch.stack([it[0] for it in items]).to(device, non_blocking=True)
+    images = net.normalize(images)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    masks = torch.stack([it[1] for it in items]).to(device, non_blocking=True)
+    targets = _to([it[2] for it in items], device) if len(items[0]) > 2 else None
+    return images, masks, targets
+
+
+def _bn_mode(net: StreamDEQNet, mode: str, d: distributed.Dist) -> StreamDEQNet:
+    if mode == 'sync':
+        if d.device.type != 'cuda':
+            raise SystemExit('streamdeq train: --bn sync needs CUDA (torch runs SyncBatchNorm '
+                             'on GPUs only); use --bn batch or --bn frozen on a CPU')
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    return net
+
+
+def _freeze_bn(net: StreamDEQNet):
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _amp(args, d: distributed.Dist):
+    """Return (autocast context factory, gradient scaler or None)."""
+    if args.amp == 'off':
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if args.amp == 'bf16' else torch.float16
+    scaler = torch.amp.GradScaler(d.device.type) if args.amp == 'fp16' else None
+    return functools.partial(torch.autocast, device_type=d.device.type, dtype=dtype), scaler
+
+
 def train(args) -> int:
-    """Run training as configured by the parsed ``args``."""
+    """Run training as configured by the parsed ``args`` (one process of a torchrun, or alone)."""
+    try:
+        d = distributed.setup(args.device)
+    except ValueError as exc:
+        raise SystemExit('streamdeq train: %s' % exc)
+    try:
+        return _train(args, d)
+    finally:
+        distributed.teardown()
+
+
+def _train(args, d: distributed.Dist) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)                     # the same initial weights on every rank
     stills, val_clips, classes, palette = training_data(args)
+    if d.world > len(val_clips):
+        raise SystemExit('streamdeq train: %d processes need at least as many validation clips '
+                         '(--val-clips %d)' % (d.world, len(val_clips)))
     h, w = args.height, args.width
     net = StreamDEQNet(CONFIGS[args.config],
                        head_specs(args.tasks, classes, palette, head_widths(args))).train()
     if args.init:
-        print(init_from(net, args.init))
+        msg = init_from(net, args.init)
+        if d.main:
+            print(msg)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
@@ -296,74 +364,118 @@ def train(args) -> int:
         step = int(blob['step'])
         metrics = dict(blob['card'].get('metrics', {}))
         metrics.setdefault('history', [])
-        print('resumed from %s at step %d' % (last, step))
+        if d.main:
+            print('resumed from %s at step %d (%d process%s)'
+                  % (last, step, d.world, 'es' if d.world > 1 else ''))
+    net = _bn_mode(net, args.bn, d).to(d.device)
+    for state in opt.state.values():                 # resumed moments follow the weights
+        for k, v in state.items():
+            if torch.is_tensor(v) and k != 'step':
+                state[k] = v.to(d.device)
+    if args.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    model = TrainStep(net, args.variant, args.f_thres, args.pose_weight)
+    if d.world > 1:
+        model = DDP(model, device_ids=[d.local_rank] if d.device.type == 'cuda' else None,
+                    find_unused_parameters='pose' in args.tasks)
+    autocast, scaler = _amp(args, d)
+    try:
+        sampler = distributed.ShardSampler(stills, d, args.batch_size, args.seed)
+    except ValueError as exc:
+        raise SystemExit('streamdeq train: %s' % exc)
+    loader = DataLoader(stills, batch_size=sampler.local_batch, sampler=sampler,
+                        num_workers=args.workers, collate_fn=list,
+                        pin_memory=d.device.type == 'cuda')
     command = 'streamdeq train ' + ' '.join(shlex.quote(a) for a in args.argv)
     solver = 'broyden' if args.variant == 'il' else 'unroll'
     val_iters = args.f_thres if args.variant == 'il' else args.unroll
-    log_path = os.path.join(args.out, 'train_log.csv')
-    log_new = not os.path.exists(log_path) or step == 0
-    log = open(log_path, 'w' if log_new else 'a', newline='')
-    writer = csv.writer(log)
-    if log_new:
-        writer.writerow(['step', 'loss', 'unrolls', 'lr', 'seconds', 'val_miou'])
+    writer = log = None
+    if d.main:
+        log_path = os.path.join(args.out, 'train_log.csv')
+        log_new = not os.path.exists(log_path) or step == 0
+        log = open(log_path, 'w' if log_new else 'a', newline='')
+        writer = csv.writer(log)
+        if log_new:
+            writer.writerow(['step', 'loss', 'unrolls', 'lr', 'seconds', 'val_miou'])
     t_start = time.time()
-    bar = tqdm(total=args.steps, initial=step, desc='train %s' % args.variant, unit='step')
+    bar = tqdm(total=args.steps, initial=step, desc='train %s' % args.variant, unit='step',
+               disable=not d.main)
     running = None
     history = metrics['history']
     stop_at = args.steps if not args.stop_after else min(args.steps, step + args.stop_after)
     while step < stop_at:
-        idx = batch_indices(step, args.batch_size, len(stills), args.seed)
-        items = [stills[i] for i in idx]
-        images = net.normalize(torch.stack([it[0] for it in items]))
-        target = torch.stack([it[1] for it in items])
-        k = draw_unrolls(args.variant, step, args.seed, args.unroll)
-        implicit = args.variant == 'il' and step >= args.pretrain_steps
-        with parametrize.cached():
-            z, _ = forward_train(net, images, args.variant, k, args.f_thres, implicit)
-            terms = task_losses(net, z, target, [it[2] for it in items] if len(items[0]) > 2
-                                else None, args.pose_weight)
-            loss = sum(terms.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_grad)
-        opt.step()
-        sched.step()
-        step += 1
-        lv = loss.detach().item()
-        if not math.isfinite(lv):
-            raise SystemExit('streamdeq train: loss became %r at step %d; lower --lr' % (lv, step))
-        running = lv if running is None else 0.98 * running + 0.02 * lv
-        bar.update(1)
-        bar.set_postfix(loss='%.3f' % running, K=k)
-        val = ''
-        if step % args.val_every == 0 or step == stop_at:
-            v = validate(net, val_clips, solver, val_iters, classes)
-            val = '%.4f' % v['miou'] if 'miou' in v else ''
-            scores = {key: v[key] for key in METRIC_NAMES if key in v}
-            history.append(dict({'step': step, 'loss': running},
-                                **{'val_' + key: x for key, x in scores.items()}))
-            bar.write('step %d: loss %.3f, single frame N=%d: %s' % (
-                step, running, val_iters, ', '.join('%s %.3f' % (METRIC_NAMES[key], x)
-                                                    for key, x in scores.items())))
-            metrics['val_single_frame'] = v
-            save_checkpoint(last, net, _card(args, classes, palette, h, w, step, metrics, command),
-                            {'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
-                             'step': step})
-        if step % 10 == 0 or val:
-            writer.writerow([step, '%.4f' % running, k, '%.3g' % sched.get_last_lr()[0],
-                             '%.1f' % (time.time() - t_start), val])
-            log.flush()
+        sampler.set_position(*divmod(step, sampler.batches))
+        for items in loader:
+            images, masks, targets = _batch(items, net, d.device, args.channels_last)
+            # the same draw on every rank: a pure function of (seed, step)
+            k = draw_unrolls(args.variant, step, args.seed, args.unroll)
+            implicit = args.variant == 'il' and step >= args.pretrain_steps
+            net.train()
+            if args.bn == 'frozen':
+                _freeze_bn(net)
+            with autocast():
+                terms = model(images, masks, targets, k, implicit)
+                loss = sum(terms.values())
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_grad)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            sched.step()
+            step += 1
+            lv = distributed.mean_over_ranks(loss.detach().float().item(), d)
+            if not math.isfinite(lv):
+                raise SystemExit('streamdeq train: loss became %r at step %d; lower --lr'
+                                 % (lv, step))
+            running = lv if running is None else 0.98 * running + 0.02 * lv
+            bar.update(1)
+            bar.set_postfix(loss='%.3f' % running, K=k)
+            val = ''
+            if step % args.val_every == 0 or step == stop_at:
+                v = validate(net, val_clips[d.rank::d.world], solver, val_iters, classes)
+                val = '%.4f' % v['miou'] if 'miou' in v else ''
+                scores = {key: v[key] for key in METRIC_NAMES if key in v}
+                history.append(dict({'step': step, 'loss': running},
+                                    **{'val_' + key: x for key, x in scores.items()}))
+                if d.main:
+                    bar.write('step %d: loss %.3f, single frame N=%d: %s' % (
+                        step, running, val_iters, ', '.join(
+                            '%s %.3f' % (METRIC_NAMES[key], x) for key, x in scores.items())))
+                metrics['val_single_frame'] = v
+                if d.main:
+                    save_checkpoint(last, net, _card(args, classes, palette, h, w, step,
+                                                     metrics, command),
+                                    {'optimizer': opt.state_dict(),
+                                     'scheduler': sched.state_dict(), 'step': step,
+                                     'world_size': d.world})
+                distributed.barrier(d)
+            if d.main and (step % 10 == 0 or val):
+                writer.writerow([step, '%.4f' % running, k, '%.3g' % sched.get_last_lr()[0],
+                                 '%.1f' % (time.time() - t_start), val])
+                log.flush()
+            if step >= stop_at:
+                break
     bar.close()
-    log.close()
+    if log is not None:
+        log.close()
     if step < args.steps:
-        print('stopped at step %d of %d; continue with --resume' % (step, args.steps))
+        if d.main:
+            print('stopped at step %d of %d; continue with --resume' % (step, args.steps))
         return 0
-    card = _card(args, classes, palette, h, w, step, metrics, command)
-    card['metrics']['train_seconds_this_run'] = round(time.time() - t_start, 1)
-    save_checkpoint(os.path.join(args.out, 'model.pt'), net.eval(), card)
-    with open(os.path.join(args.out, 'model_card.json'), 'w') as fh:
-        json.dump(card, fh, indent=1)
-    print('wrote %s' % os.path.join(args.out, 'model.pt'))
+    if d.main:
+        card = _card(args, classes, palette, h, w, step, metrics, command)
+        card['metrics']['train_seconds_this_run'] = round(time.time() - t_start, 1)
+        save_checkpoint(os.path.join(args.out, 'model.pt'), net.eval(), card)
+        with open(os.path.join(args.out, 'model_card.json'), 'w') as fh:
+            json.dump(card, fh, indent=1)
+        print('wrote %s' % os.path.join(args.out, 'model.pt'))
     return 0
 
 
@@ -412,10 +524,38 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')
     p.add_argument('--stop-after', type=int, default=0,
                    help='stop this run after N steps (checkpointed; continue with --resume)')
+    g = p.add_argument_group('scale-out and speed')
+    g.add_argument('--nproc', type=int, default=1,
+                   help='processes (one per GPU, or CPU processes with gloo): starts this '
+                        'command N times through torch.distributed.run, as torchrun '
+                        '--nproc_per_node N -m streamdeq_ros.train would; --batch-size is '
+                        'the global batch')
+    g.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
+                   help="auto: this process's GPU when CUDA is available, else the CPU")
+    g.add_argument('--workers', type=int, default=0, help='DataLoader worker processes')
+    g.add_argument('--amp', choices=('off', 'bf16', 'fp16'), default='off',
+                   help='autocast precision (fp16 adds a gradient scaler)')
+    g.add_argument('--channels-last', action='store_true',
+                   help='channels-last memory format for the network and its input')
+    g.add_argument('--bn', choices=('batch', 'sync', 'frozen'), default='batch',
+                   help="the stem's BatchNorm: per-process batch statistics, SyncBatchNorm "
+                        'across processes (CUDA only), or frozen running statistics')
+    g.add_argument('--random-scale', default='',
+                   help='cityscapes: LOW,HIGH (the official recipe: 0.5,2.0) trains on random '
+                        'crops of --height x --width from full frames scaled by U(LOW, HIGH), '
+                        'mirrored half the time; default: whole frames resized')
+    g.add_argument('--val-size', default='',
+                   help="cityscapes: validation frame size HxW, or 'full' (the official "
+                        '1024x2048); default: --height x --width')
 
 
 def run(args) -> int:
-    """Entry point of ``streamdeq train``."""
+    """Entry point of ``streamdeq train`` (and of each process of a torchrun)."""
+    if args.nproc < 1:
+        raise SystemExit('streamdeq train: --nproc must be >= 1, got %d' % args.nproc)
+    if args.nproc > 1 and 'LOCAL_RANK' not in os.environ:
+        return distributed.launch(args.nproc, 'streamdeq_ros.train',
+                                  distributed.without_option(args.argv, '--nproc'))
     for side in (args.height, args.width):
         if side <= 0 or side % 32:
             raise SystemExit('streamdeq train: --height and --width must be positive multiples '
@@ -429,8 +569,36 @@ def run(args) -> int:
     if args.tasks != ['segmentation'] and args.data != 'street':
         raise SystemExit('streamdeq train: detection and pose train on --data street only (the '
                          'Cityscapes reader has segmentation labels)')
+    if args.random_scale or args.val_size:
+        if not args.data.startswith('cityscapes:'):
+            raise SystemExit('streamdeq train: --random-scale and --val-size are for '
+                             '--data cityscapes:ROOT')
+        try:
+            args.random_scale = tuple(float(v) for v in args.random_scale.split(',')) \
+                if args.random_scale else ()
+            assert not args.random_scale or len(args.random_scale) == 2
+            args.val_size = None if args.val_size == 'full' else () if not args.val_size \
+                else tuple(int(v) for v in args.val_size.lower().split('x'))
+            assert args.val_size is None or len(args.val_size) == 2
+        except (ValueError, AssertionError):
+            raise SystemExit('streamdeq train: --random-scale takes LOW,HIGH and --val-size '
+                             'HxW or full') from None
     if min(args.unroll, args.f_thres, args.steps, args.batch_size, args.fpn_channels,
            args.box_representation, args.pose_width) < 1:
         raise SystemExit('streamdeq train: --unroll, --f-thres, --steps, --batch-size, '
                          '--fpn-channels, --box-representation and --pose-width must be >= 1')
     return train(args)
+
+
+def main(argv=None) -> int:
+    """``python -m streamdeq_ros.train`` (what torchrun starts in each process)."""
+    p = argparse.ArgumentParser(prog='streamdeq train', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return run(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -11,7 +11,7 @@ from streamdeq_ros.data import street
 from streamdeq_ros.model.checkpoint import load_net, read_checkpoint
 from streamdeq_ros.model.mdeq import get_config
 from streamdeq_ros.model.network import StreamDEQNet
-from streamdeq_ros.train import batch_indices, draw_unrolls, forward_train
+from streamdeq_ros.train import draw_unrolls, forward_train
 
 SMALL = ['--height', '32', '--width', '64', '--batch-size', '2', '--val-clips', '2',
          '--train-clips', '16', '--unroll', '3', '--f-thres', '3', '--threads', '2']
@@ -85,12 +85,6 @@ def test_train_on_a_cityscapes_layout(tmp_path):
     assert len(card['heads']['segmentation']['palette']) == 19
     with pytest.raises(SystemExit, match='not a Cityscapes root'):
         main(['train', '--data', 'cityscapes:%s' % (tmp_path / 'none'), '--out', out] + SMALL)
-
-
-def test_batches_cover_each_epoch_once_in_a_seeded_order():
-    idx = [i for s in range(5) for i in batch_indices(s, 4, 20, seed=3)]
-    assert sorted(idx) == list(range(20)) and idx != list(range(20))
-    assert idx == [i for s in range(5) for i in batch_indices(s, 4, 20, seed=3)]
 
 
 def test_bad_sizes_are_refused():

@@ -16,6 +16,7 @@ from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
+import torch
 
 from .clips import DatasetFormatError, LabelledClip, LazyFrames
 
@@ -80,3 +81,42 @@ def cityscapes_clips(root: str, split: str = 'val', size: Optional[Tuple[int, in
         clips.append(LabelledClip('%s_%s_%06d' % (city, seq, frame), LazyFrames(frames, size),
                                   LABELLED_INDEX, mask, {'label_path': path}))
     return clips
+
+
+class RandomScaleCrop:
+    """The official MDEQ / HRNet Cityscapes training augmentation, on (image, mask) pairs.
+
+    Scale the frame by a factor drawn uniformly from ``scale`` (bilinear image, nearest
+    label), pad to at least ``crop`` (image 0, label 255 = ignore), take a random ``crop``
+    (H, W) and mirror it with probability 0.5. Draws come from torch's generator, which the
+    DataLoader seeds per worker from the run's seed.
+    """
+
+    def __init__(self, crop: Tuple[int, int], scale: Tuple[float, float] = (0.5, 2.0),
+                 flip: bool = True, ignore_index: int = 255):
+        """Crop to ``crop`` = (H, W) after scaling by U(``scale``)."""
+        if not 0 < scale[0] <= scale[1]:
+            raise ValueError('random scale range must be 0 < low <= high, got %s' % (scale,))
+        self.crop, self.scale, self.flip, self.ignore = tuple(crop), tuple(scale), flip, \
+            ignore_index
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray):
+        """Return the augmented (image (H, W, 3) uint8, mask (H, W) uint8)."""
+        lo, hi = self.scale
+        s = lo + (hi - lo) * float(torch.rand(()))
+        h, w = mask.shape
+        nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST)
+        ch, cw = self.crop
+        ph, pw = max(ch - nh, 0), max(cw - nw, 0)
+        if ph or pw:
+            image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
+            mask = cv2.copyMakeBorder(mask, 0, ph, 0, pw, cv2.BORDER_CONSTANT,
+                                      value=self.ignore)
+        y = int(torch.randint(0, image.shape[0] - ch + 1, ()))
+        x = int(torch.randint(0, image.shape[1] - cw + 1, ()))
+        image, mask = image[y:y + ch, x:x + cw], mask[y:y + ch, x:x + cw]
+        if self.flip and float(torch.rand(())) < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask)
