@@ -26,123 +26,23 @@ offset, value), ``tasks_table.md`` (model x M -> every metric, frames/s with all
 with segmentation only) and ``<metric>_vs_offset.png``; ``--readme`` then also rewrites the
 README's tasks block.
 """
-import csv
-import json
 import os
-import re
 import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torchmetrics.classification import MulticlassConfusionMatrix
-from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 from tqdm import tqdm
 
+from . import distributed
 from .data.clips import frame_targets, LabelledClip
+from .metrics import (DetectionScore, METRIC_NAMES, POSE_DET_IOU, POSE_DET_SCORE, PoseScore,
+                      SegmentationScore)
 from .model.heads.segmentation import class_ids
 from .model.network import HEADS
+from .reports import README_TASKS, table_markdown, update_readme, write_reports
 from .stream import StreamSession
-
-IGNORE_INDEX = 255
-#: the printed name of each metric
-METRIC_NAMES = {'miou': 'mIoU', 'map50': 'mAP@50', 'pckh': 'PCKh@0.5',
-                'pckh_det': 'PCKh@0.5 (detected persons)'}
-#: a person box found by the detector (score >= this) stands for the person it overlaps
-POSE_DET_SCORE, POSE_DET_IOU = 0.5, 0.5
-
-
-class SegmentationScore:
-    """Confusion-matrix IoU over a stream of predictions (torchmetrics), ignore index 255."""
-
-    def __init__(self, num_classes: int, class_names: Optional[Sequence[str]] = None):
-        """Score ``num_classes`` classes."""
-        self.num_classes = num_classes
-        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
-        self.cm = MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
-
-    def update(self, pred: torch.Tensor, target: torch.Tensor):
-        """Add (N, H, W) predicted and true class ids."""
-        self.cm.update(pred.detach().cpu().reshape(-1), target.detach().cpu().reshape(-1).long())
-
-    def compute(self) -> Dict:
-        """Return mIoU (mean over classes present in labels or predictions), per-class IoU."""
-        cm = self.cm.compute().double()
-        tp = cm.diag()
-        union = cm.sum(0) + cm.sum(1) - tp
-        iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float('nan')))
-        present = ~torch.isnan(iou)
-        miou = float(iou[present].mean()) if present.any() else float('nan')
-        return {'miou': miou,
-                'iou': {n: (None if torch.isnan(v) else float(v))
-                        for n, v in zip(self.class_names, iou)},
-                'pixel_acc': float(tp.sum() / cm.sum().clamp(min=1))}
-
-
-class DetectionScore:
-    """mAP at IoU 0.5 over a stream of detections (torchmetrics, COCO-style, pycocotools)."""
-
-    def __init__(self, class_names: Sequence[str]):
-        """Score detections whose label i >= 1 is ``class_names[i - 1]``."""
-        self.class_names = list(class_names)
-        self.metric = MeanAveragePrecision(box_format='xyxy', iou_thresholds=[0.5],
-                                           class_metrics=True)
-
-    def update(self, detections, targets):
-        """Add per-image predictions ``{'boxes','scores','labels'}`` and targets."""
-        self.metric.update(
-            [{k: d[k].detach().cpu() for k in ('boxes', 'scores', 'labels')} for d in detections],
-            [{'boxes': t['boxes'].cpu(), 'labels': t['labels'].cpu()} for t in targets])
-
-    def compute(self) -> Dict:
-        """Return ``map50`` and the per-class AP@50 (None for a class absent from both)."""
-        r = self.metric.compute()
-        per = {}
-        classes = r['classes'].reshape(-1).tolist()
-        for c, v in zip(classes, r['map_per_class'].reshape(-1).tolist()):
-            if 1 <= c <= len(self.class_names):
-                per[self.class_names[c - 1]] = None if v < 0 else float(v)
-        m = float(r['map_50'])
-        return {'map50': float('nan') if m < 0 else m, 'per_class': per}
-
-
-class PoseScore:
-    """PCKh@``alpha``: a joint is correct within alpha x the person's head-segment length."""
-
-    def __init__(self, joint_names: Sequence[str], alpha: float = 0.5):
-        """Score joints named ``joint_names``."""
-        self.joint_names = list(joint_names)
-        self.alpha = alpha
-        self.correct = np.zeros(len(joint_names))
-        self.total = np.zeros(len(joint_names))
-
-    def update(self, pred: torch.Tensor, truth: torch.Tensor, head_sizes: torch.Tensor):
-        """Add predictions (P, J, >=2) for ground-truth joints (P, J, 3) with visibility."""
-        if len(truth) == 0:
-            return
-        dist = (pred[..., :2].cpu() - truth[..., :2].cpu()).norm(dim=-1)
-        counted = truth[..., 2].cpu() > 0
-        ok = (dist <= self.alpha * head_sizes.cpu()[:, None]) & counted
-        self.correct += ok.sum(0).numpy()
-        self.total += counted.sum(0).numpy()
-
-    def compute(self) -> Dict:
-        """Return ``pckh`` over all counted joints and per joint (None where none counted).
-
-        Under torchrun the counts of every process are summed first (as torchmetrics does for
-        the other scores), so each process returns the score of all shards.
-        """
-        correct, totals = self.correct, self.total
-        if dist.is_available() and dist.is_initialized():
-            both = torch.tensor(np.stack([correct, totals]), dtype=torch.float64)
-            dist.all_reduce(both)
-            correct, totals = both.numpy()
-        total = totals.sum()
-        return {'pckh': float(correct.sum() / total) if total else float('nan'),
-                'per_class': {n: (float(c / t) if t else None) for n, c, t in
-                              zip(self.joint_names, correct, totals)}}
 
 
 def _stack(clips: Sequence[LabelledClip], index_from_end: int, device) -> torch.Tensor:
@@ -313,193 +213,6 @@ def measure_fps(net, clip: LabelledClip, iters: int, solver: str, frames: int = 
 
 
 # ---------------------------------------------------------------------------------------------
-# Reports
-# ---------------------------------------------------------------------------------------------
-
-def write_reports(results: Dict, out_dir: str) -> Dict[str, str]:
-    """Write results.json, curves.csv, per_class.csv, table.md and the plot; return paths."""
-    results = json.loads(json.dumps(results))          # one form: string keys
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {k: os.path.join(out_dir, v) for k, v in (
-        ('json', 'results.json'), ('curves', 'curves.csv'), ('per_class', 'per_class.csv'),
-        ('table', 'table.md'), ('plot', 'miou_vs_offset.png'))}
-    with open(paths['json'], 'w') as fh:
-        json.dump(results, fh, indent=1, sort_keys=True)
-    with open(paths['curves'], 'w', newline='') as fh:
-        w = csv.writer(fh)
-        w.writerow(['model', 'solver', 'iters', 'offset', 'miou', 'final_residual'])
-        for name, r in results['models'].items():
-            for m, curve in r['curves'].items():
-                for t, v in sorted(curve.items(), key=lambda kv: int(kv[0])):
-                    w.writerow([name, r['solver'], m, t, '%.4f' % v,
-                                '%.4g' % r['residual'][m][t]])
-            b = r['baseline']
-            w.writerow([name, r['solver'], 'single-frame N=%d' % b['iters'], 0,
-                        '%.4f' % b['miou'], '%.4g' % b['residual']])
-    with open(paths['per_class'], 'w', newline='') as fh:
-        w = csv.writer(fh)
-        names = results['classes']
-        w.writerow(['model', 'iters', 'offset'] + names)
-        for name, r in results['models'].items():
-            last = str(max(results['offsets']))
-            for m, per in r['per_class'].items():
-                w.writerow([name, m, last] + ['' if per[last][c] is None else
-                                              '%.4f' % per[last][c] for c in names])
-            w.writerow([name, 'single-frame N=%d' % r['baseline']['iters'], 0]
-                       + ['' if r['baseline']['per_class'][c] is None else
-                          '%.4f' % r['baseline']['per_class'][c] for c in names])
-    with open(paths['table'], 'w') as fh:
-        fh.write(table_markdown(results))
-    plot_curves(results, paths['plot'])
-    extra = sorted({k for r in results['models'].values() for k in r['metrics']} - {'miou'})
-    if extra:
-        paths['metrics'] = os.path.join(out_dir, 'metrics.csv')
-        paths['tasks_table'] = os.path.join(out_dir, 'tasks_table.md')
-        with open(paths['metrics'], 'w', newline='') as fh:
-            w = csv.writer(fh)
-            w.writerow(['model', 'solver', 'metric', 'iters', 'offset', 'value'])
-            for name, r in results['models'].items():
-                for metric, entry in r['metrics'].items():
-                    for m, curve in entry['curves'].items():
-                        for t, v in sorted(curve.items(), key=lambda kv: int(kv[0])):
-                            w.writerow([name, r['solver'], metric, m, t, '%.4f' % v])
-                    w.writerow([name, r['solver'], metric,
-                                'single-frame N=%d' % r['baseline']['iters'], 0,
-                                '%.4f' % r['baseline'][metric]])
-        with open(paths['tasks_table'], 'w') as fh:
-            fh.write(tasks_table_markdown(results))
-        for metric in extra:
-            paths['plot_' + metric] = os.path.join(out_dir, '%s_vs_offset.png' % metric)
-            plot_curves(results, paths['plot_' + metric], metric)
-    return paths
-
-
-def table_markdown(results: Dict) -> str:
-    """Table-I-style markdown: model x M -> mIoU (streamed, largest offset) and frames/s."""
-    results = json.loads(json.dumps(results))
-    models = results['models']
-    iters = results['iters']
-    off = str(max(results['offsets']))
-    head = '| model | solver | ' + ' | '.join('M=%d mIoU / fps' % m for m in iters) + \
-        ' | single-frame N mIoU / fps |\n'
-    head += '|---|---|' + '---|' * (len(iters) + 1) + '\n'
-    rows = []
-    for name, r in models.items():
-        cells = []
-        for m in iters:
-            v = r['curves'][str(m)][off]
-            cells.append('%.1f / %.1f' % (100 * v, r['fps'][str(m)]))
-        b = r['baseline']
-        cells.append('%.1f / %.1f (N=%d)' % (100 * b['miou'], r['fps']['baseline'], b['iters']))
-        rows.append('| %s | %s | %s |' % (name, r['solver'], ' | '.join(cells)))
-    note = ('\nmIoU (%%) at offset %d (streamed from zeros %d frames before the labelled frame) '
-            'over %d held-out clips of %dx%d; frames/s of one stream, batch 1, %s, median of %d '
-            'interleaved timing rounds.\n'
-            % (int(off), int(off), results['clips'], results['width'], results['height'],
-               results['device'], results.get('fps_repeats', 1)))
-    return head + '\n'.join(rows) + '\n' + note
-
-
-def tasks_table_markdown(results: Dict) -> str:
-    """Table-I analogue over tasks: model x M -> mIoU, mAP@50, PCKh (largest offset), frames/s.
-
-    For a model with more heads than segmentation, the frames/s of the same model reading only
-    its segmentation head are given too, and their ratio (the cost of the extra heads).
-    """
-    results = json.loads(json.dumps(results))
-    off = str(max(results['offsets']))
-    metrics = [k for k in METRIC_NAMES
-               if any(k in r['metrics'] for r in results['models'].values())]
-    head = ('| model | M | ' + ' | '.join(METRIC_NAMES[k] for k in metrics)
-            + ' | frames/s (all heads) | frames/s (segmentation only) | cost ratio |\n')
-    head += '|---|---|' + '---|' * (len(metrics) + 3) + '\n'
-    rows = []
-    for name, r in results['models'].items():
-        keys = [(str(m), 'M=%d' % m) for m in results['iters']]
-        keys.append(('baseline', 'single-frame N=%d' % r['baseline']['iters']))
-        for key, label in keys:
-            cells = []
-            for k in metrics:
-                if k not in r['metrics']:
-                    cells.append('—')
-                    continue
-                v = r['baseline'][k] if key == 'baseline' else r['metrics'][k]['curves'][key][off]
-                cells.append('%.1f' % (100 * v))
-            fps = r['fps'][key]
-            seg = r.get('fps_seg_only', {}).get(key)
-            cells += ['%.1f' % fps, '%.1f' % seg if seg else '—',
-                      '%.2f' % (seg / fps) if seg else '—']
-            rows.append('| %s | %s | %s |' % (name, label, ' | '.join(cells)))
-    note = ('\nMetrics (%%) at offset %s (streamed from zeros %s frames before the labelled '
-            'frame; the single-frame rows solve the labelled frame alone) over %d held-out clips '
-            'of %dx%d. Detection: mAP at IoU 0.5. PCKh@0.5 reads the joints inside the '
-            'ground-truth person boxes (MPII protocol); "detected persons" reads them inside the '
-            "detector's person boxes (score >= %g, matched at IoU >= %g; a missed person's "
-            'joints count as wrong). Frames/s: one stream, batch 1, %s, median '
-            'of %d interleaved rounds; cost ratio = segmentation-only frames/s over all-heads '
-            'frames/s.\n' % (off, off, results['clips'], results['width'], results['height'],
-                             POSE_DET_SCORE, POSE_DET_IOU, results['device'],
-                             results.get('fps_repeats', 1)))
-    return head + '\n'.join(rows) + '\n' + note
-
-
-def plot_curves(results: Dict, path: str, metric: str = 'miou'):
-    """Plot a metric against offset: one panel per model, a curve per M, single-frame N dashed.
-
-    Models without the metric are left out.
-    """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-    models = {name: r for name, r in json.loads(json.dumps(results))['models'].items()
-              if metric in r['metrics']}
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False,
-                             sharey=True)
-    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
-    for ax, (name, r) in zip(axes[0], models.items()):
-        for i, (m, curve) in enumerate(r['metrics'][metric]['curves'].items()):
-            ts = sorted(int(t) for t in curve)
-            ax.plot(ts, [100 * curve[str(t)] for t in ts],
-                    marker='o', ms=3, color=colors[i % len(colors)], label='M=%s' % m)
-        b = r['baseline']
-        ax.axhline(100 * b[metric], ls='--', color='k',
-                   label='single-frame N=%d' % b['iters'])
-        ax.set_title('%s (%s)' % (name, r['solver']))
-        ax.set_xlabel('offset t (frames streamed before the labelled one)')
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc='lower right')
-    axes[0][0].set_ylabel('%s (%%)' % METRIC_NAMES[metric])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-README_START = '<!-- streamdeq-eval:start -->'
-README_END = '<!-- streamdeq-eval:end -->'
-README_TASKS = ('<!-- streamdeq-eval-tasks:start -->', '<!-- streamdeq-eval-tasks:end -->')
-
-
-def update_readme(readme: str, table: str, plots: Sequence[str], command: str,
-                  markers: Sequence[str] = (README_START, README_END)):
-    """Replace the text between ``markers`` of ``readme`` with the table and plots."""
-    start, end = markers
-    with open(readme) as fh:
-        text = fh.read()
-    if start not in text or end not in text:
-        raise ValueError('%s has no %s ... %s markers' % (readme, start, end))
-    images = ''.join('![%s](%s)\n' % (os.path.basename(p)[:-4].replace('_', ' '), p)
-                     for p in plots)
-    body = '%s\nRegenerate with:\n\n```\n%s\n```\n\n%s\n%s%s' % (
-        start, command, table, images, end)
-    pattern = re.escape(start) + '.*?' + re.escape(end)
-    text = re.sub(pattern, lambda _: body, text, flags=re.S)
-    with open(readme, 'w') as fh:
-        fh.write(text)
-
-
-# ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
 
@@ -567,12 +280,34 @@ def add_arguments(p):
     p.add_argument('--out', required=True, help='output directory')
     p.add_argument('--readme', default=None,
                    help='also write the table and plot between the eval markers of this file')
+    p.add_argument('--nproc', type=int, default=1,
+                   help='processes: the clips are sharded over them (torchrun + gloo on CPU, '
+                        'NCCL with --device cuda) and the scores summed; frames/s and the '
+                        'reports come from the first process')
 
 
 def run(args) -> int:
-    """Entry point of ``streamdeq eval``."""
+    """Entry point of ``streamdeq eval`` (and of each process of a torchrun)."""
+    if args.nproc < 1:
+        raise SystemExit('streamdeq eval: --nproc must be >= 1, got %d' % args.nproc)
+    if args.nproc > 1 and 'LOCAL_RANK' not in os.environ:
+        return distributed.launch(args.nproc, 'streamdeq_ros.evaluate',
+                                  distributed.without_option(args.argv, '--nproc'))
+    try:
+        d = distributed.setup('cpu' if args.device == 'cpu' else 'cuda')
+    except ValueError as exc:
+        raise SystemExit('streamdeq eval: %s' % exc)
+    try:
+        return _run(args, d)
+    finally:
+        distributed.teardown()
+
+
+def _run(args, d: distributed.Dist) -> int:
     import shlex
     from .model.checkpoint import CheckpointError, load_net
+    if d.world > 1:
+        args.device = str(d.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -597,21 +332,27 @@ def run(args) -> int:
     h = args.height or first_card.get('input', {}).get('height', 96)
     w = args.width or first_card.get('input', {}).get('width', 192)
     clips, classes = load_clips(args.data, args.clips, h, w, args.seed)
+    if d.world > len(clips):
+        raise SystemExit('streamdeq eval: %d processes need at least as many clips, got %d'
+                         % (d.world, len(clips)))
     results = {'data': args.data, 'clips': len(clips), 'height': h, 'width': w,
                'iters': list(args.iters), 'offsets': offsets, 'classes': classes,
                'device': '%s, %d torch threads' % (args.device, torch.get_num_threads()),
                'command': 'streamdeq eval ' + ' '.join(shlex.quote(a) for a in args.argv),
                'models': {}}
     for name, (net, card, solver, n, path) in nets.items():
-        r = stream_scores(net, clips, args.iters, offsets, solver, classes, n,
-                          batch_size=args.batch_size)
+        r = stream_scores(net, clips[d.rank::d.world], args.iters, offsets, solver, classes,
+                          n, batch_size=args.batch_size, progress=d.main)
         r.update({'solver': solver, 'checkpoint': path, 'variant': card.get('variant')})
         results['models'][name] = r
-        for metric, entry in r['metrics'].items():
+        for metric, entry in (r['metrics'] if d.main else {}).items():
             print('%s (%s): single-frame N=%d %s %.3f; streamed at offset %d: %s' % (
                 name, solver, n, METRIC_NAMES[metric], r['baseline'][metric], max(offsets),
                 ', '.join('M=%d %.3f' % (m, entry['curves'][str(m)][max(offsets)])
                           for m in args.iters)))
+    if not d.main:                  # the scores are complete on every process; one reports
+        distributed.barrier(d)
+        return 0
     # Timing last, interleaved over models and repeated: a slow spell of a shared machine
     # then hits every model alike, and the median of the repeats is reported.
     # A model with more heads is timed reading all of them ('fps') and reading only its
@@ -641,4 +382,21 @@ def run(args) -> int:
                                                        if k.startswith('plot_')],
                               results['command'], README_TASKS)
     print('wrote %s' % ', '.join(sorted(paths.values())))
+    distributed.barrier(d)
     return 0
+
+
+def main(argv=None) -> int:
+    """``python -m streamdeq_ros.evaluate`` (what torchrun starts in each process)."""
+    import argparse
+    import sys
+    p = argparse.ArgumentParser(prog='streamdeq eval', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return run(args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

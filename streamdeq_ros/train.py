@@ -51,7 +51,7 @@ from . import distributed, evaluate
 from .data import cityscapes, street
 from .data.clips import (ClipStills, DatasetFormatError, DET_CLASSES, street_clips,
                          StreetStills)
-from .evaluate import METRIC_NAMES
+from .metrics import METRIC_NAMES
 from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .model.heads.common import finest_features
 from .model.heads.pose import gaussian_targets

@@ -5,6 +5,7 @@ statistics the stem's BatchNorm sees another batch in each process, and SyncBatc
 would make them agree) runs on GPUs only.
 """
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -137,3 +138,25 @@ def test_python_m_streamdeq_ros_train_is_the_torchrun_entry_point():
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and '--nproc' in res.stdout and '--amp' in res.stdout
     assert os.path.basename(BIN) == 'streamdeq'
+
+
+def test_eval_sharded_over_two_processes_gives_the_scores_of_one(tmp_path):
+    from streamdeq_ros.models import bundled_checkpoint
+    model = 'SUR=%s' % bundled_checkpoint('multi_tiny_sur')
+    results = {}
+    for nproc in (1, 2):
+        out = tmp_path / str(nproc)
+        res = subprocess.run([BIN, 'eval', '--model', model, '--clips', '4', '--iters', '1',
+                              '2', '--offsets', '0,3', '--fps-frames', '2', '--fps-repeats',
+                              '1', '--batch-size', '2', '--threads', '1', '--nproc',
+                              str(nproc), '--out', str(out)],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        with open(out / 'results.json') as fh:
+            results[nproc] = json.load(fh)['models']['SUR']
+    for metric in ('miou', 'map50', 'pckh', 'pckh_det'):
+        one, two = results[1]['metrics'][metric], results[2]['metrics'][metric]
+        for m in one['curves']:
+            assert one['curves'][m] == pytest.approx(two['curves'][m], abs=1e-6), metric
+        assert results[1]['baseline'][metric] == pytest.approx(results[2]['baseline'][metric],
+                                                               abs=1e-6)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamdeq_ros.evaluate import DetectionScore, PoseScore
+from streamdeq_ros.metrics import DetectionScore, PoseScore
 from streamdeq_ros.tracking import IoUTracker
 
 TRUTH = [{'boxes': torch.tensor([[10.0, 10.0, 30.0, 50.0], [60.0, 20.0, 100.0, 40.0]]),
