@@ -22,11 +22,24 @@ shared by all heads of a mini-batch. Segmentation: cross-entropy with ignore ind
 head's logits upsampled to the input size. Detection: torchvision's RPN and box-head losses.
 Pose: the heatmap MSE of simple baselines over annotated joints, inside ground-truth person
 boxes. ``--init`` starts from another checkpoint's matching weights (a segmentation model's
-backbone and head, say). Training uses still frames only. Optimiser: Adam with cosine decay.
+backbone and head, say; ``official:FILE`` an official MDEQ checkpoint). Training uses still
+frames only. Optimiser: Adam, or SGD with momentum (``--optimizer sgd``), with cosine decay.
 Validation: the single-frame metrics (mIoU, mAP@50, PCKh) of the labelled frames of held-out
 clips with N iterations from zeros. Checkpoints
 (``last.pt``, resumable with ``--resume``) and the final ``model.pt`` hold only tensors and a
 model card, and load with ``torch.load(weights_only=True)``.
+
+Scale-out (:mod:`streamdeq_ros.distributed`): ``torchrun --nproc_per_node N -m
+streamdeq_ros.train ...`` or ``--nproc N`` trains with DistributedDataParallel (NCCL on GPUs,
+gloo on CPU). ``--batch-size`` is the global batch; each epoch is one DistributedSampler
+permutation cut into whole global batches, so global batch t is the same for any number of
+processes, and a checkpoint resumes at the exact batch under any world size. SUR's draw is a
+function of (seed, step), the same on every process. Rank 0 alone logs, checkpoints and shows
+progress; validation is sharded and its scores summed over the processes. ``--amp`` bf16/fp16
+(autocast; fp16 with a gradient scaler), ``--channels-last``, ``--bn`` batch/sync/frozen.
+Cityscapes (``--data cityscapes:ROOT``) follows the official recipe with ``--random-scale
+0.5,2.0`` (random scale, crop of ``--height`` x ``--width``, flip; DataLoader ``--workers``)
+and ``--val-size full`` (whole 1024x2048 frames).
 """
 import argparse
 import contextlib
@@ -346,7 +359,11 @@ def _train(args, d: distributed.Dist) -> int:
         msg = init_from(net, args.init)
         if d.main:
             print(msg)
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == 'sgd':                      # the official MDEQ Cityscapes recipe
+        opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
+                              weight_decay=args.weight_decay)
+    else:
+        opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
     os.makedirs(args.out, exist_ok=True)
@@ -506,7 +523,10 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument('--width', type=int, default=192, help='frame width (multiple of 32)')
     p.add_argument('--steps', type=int, default=3000, help='optimiser steps')
     p.add_argument('--batch-size', type=int, default=8)
-    p.add_argument('--lr', type=float, default=2e-3, help='Adam learning rate (cosine decay)')
+    p.add_argument('--optimizer', choices=('adam', 'sgd'), default='adam',
+                   help='adam, or sgd with --momentum (the official Cityscapes recipe)')
+    p.add_argument('--lr', type=float, default=2e-3, help='initial learning rate (cosine decay)')
+    p.add_argument('--momentum', type=float, default=0.9, help='sgd momentum')
     p.add_argument('--weight-decay', type=float, default=0.0)
     p.add_argument('--clip-grad', type=float, default=5.0, help='gradient-norm clip')
     p.add_argument('--unroll', type=int, default=20,
