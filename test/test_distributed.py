@@ -160,3 +160,19 @@ def test_eval_sharded_over_two_processes_gives_the_scores_of_one(tmp_path):
             assert one['curves'][m] == pytest.approx(two['curves'][m], abs=1e-6), metric
         assert results[1]['baseline'][metric] == pytest.approx(results[2]['baseline'][metric],
                                                                abs=1e-6)
+
+
+def test_bench_train_reports_rates_and_memory_per_process_count(tmp_path):
+    out = tmp_path / 'train.json'
+    res = subprocess.run([BIN, 'bench', 'train', '--nprocs', '1,2', '--height', '32', '--width',
+                          '64', '--batch-size', '2', '--steps', '1', '--warmup', '1',
+                          '--repeats', '1', '--unroll', '2', '--out', str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with open(out) as fh:
+        rows = json.load(fh)['nprocs']
+    assert set(rows) == {'1', '2'} and rows['1']['speedup'] == 1.0
+    assert all(r['images_per_s'] > 0 for r in rows.values())
+    assert len(rows['2']['peak_mb_per_process']) == 2
+    assert all(m > 100 for r in rows.values() for m in r['peak_mb_per_process'])
+    assert '| 2 |' in res.stdout
