@@ -12,10 +12,11 @@ holds the plumbing both use:
   ``[t * B, (t + 1) * B)`` of the permutation for any number of processes;
 - :func:`launch` starts ``python -m MODULE ARGS`` N times through ``torch.distributed.run``.
 """
+import argparse
 from dataclasses import dataclass
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -67,6 +68,18 @@ def teardown():
     """Leave the process group (if one was started)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_in_group(prog: str, device: str, body: Callable, args) -> int:
+    """Return ``body(args, dist)`` run inside the process group (left again afterwards)."""
+    try:
+        d = setup(device)
+    except ValueError as exc:
+        raise SystemExit('%s: %s' % (prog, exc))
+    try:
+        return body(args, d)
+    finally:
+        teardown()
 
 
 def barrier(d: Dist):
@@ -157,3 +170,26 @@ def launch(nproc: int, module: str, argv: Sequence[str]) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def relaunch(args, module: str, prog: str) -> Optional[int]:
+    """Start ``--nproc`` copies of ``module`` when asked and not already under torchrun.
+
+    Returns their exit code, or None when this process should do the work itself.
+    """
+    if args.nproc < 1:
+        raise SystemExit('%s: --nproc must be >= 1, got %d' % (prog, args.nproc))
+    if args.nproc > 1 and 'LOCAL_RANK' not in os.environ:
+        return launch(args.nproc, module, without_option(args.argv, '--nproc'))
+    return None
+
+
+def module_main(prog: str, doc: str, add_arguments: Callable, run: Callable,
+                argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m`` entry of a tool: parse its options (as ``prog``) and run it."""
+    p = argparse.ArgumentParser(prog=prog, description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return run(args)

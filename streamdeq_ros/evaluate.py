@@ -288,19 +288,11 @@ def add_arguments(p):
 
 def run(args) -> int:
     """Entry point of ``streamdeq eval`` (and of each process of a torchrun)."""
-    if args.nproc < 1:
-        raise SystemExit('streamdeq eval: --nproc must be >= 1, got %d' % args.nproc)
-    if args.nproc > 1 and 'LOCAL_RANK' not in os.environ:
-        return distributed.launch(args.nproc, 'streamdeq_ros.evaluate',
-                                  distributed.without_option(args.argv, '--nproc'))
-    try:
-        d = distributed.setup('cpu' if args.device == 'cpu' else 'cuda')
-    except ValueError as exc:
-        raise SystemExit('streamdeq eval: %s' % exc)
-    try:
-        return _run(args, d)
-    finally:
-        distributed.teardown()
+    code = distributed.relaunch(args, 'streamdeq_ros.evaluate', 'streamdeq eval')
+    if code is not None:
+        return code
+    return distributed.run_in_group('streamdeq eval', 'cpu' if args.device == 'cpu' else 'cuda',
+                                    _run, args)
 
 
 def _run(args, d: distributed.Dist) -> int:
@@ -388,14 +380,7 @@ def _run(args, d: distributed.Dist) -> int:
 
 def main(argv=None) -> int:
     """``python -m streamdeq_ros.evaluate`` (what torchrun starts in each process)."""
-    import argparse
-    import sys
-    p = argparse.ArgumentParser(prog='streamdeq eval', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    return run(args)
+    return distributed.module_main('streamdeq eval', __doc__, add_arguments, run, argv)
 
 
 if __name__ == '__main__':

@@ -334,14 +334,7 @@ def _amp(args, d: distributed.Dist):
 
 def train(args) -> int:
     """Run training as configured by the parsed ``args`` (one process of a torchrun, or alone)."""
-    try:
-        d = distributed.setup(args.device)
-    except ValueError as exc:
-        raise SystemExit('streamdeq train: %s' % exc)
-    try:
-        return _train(args, d)
-    finally:
-        distributed.teardown()
+    return distributed.run_in_group('streamdeq train', args.device, _train, args)
 
 
 def _train(args, d: distributed.Dist) -> int:
@@ -571,11 +564,9 @@ def add_arguments(p: argparse.ArgumentParser):
 
 def run(args) -> int:
     """Entry point of ``streamdeq train`` (and of each process of a torchrun)."""
-    if args.nproc < 1:
-        raise SystemExit('streamdeq train: --nproc must be >= 1, got %d' % args.nproc)
-    if args.nproc > 1 and 'LOCAL_RANK' not in os.environ:
-        return distributed.launch(args.nproc, 'streamdeq_ros.train',
-                                  distributed.without_option(args.argv, '--nproc'))
+    code = distributed.relaunch(args, 'streamdeq_ros.train', 'streamdeq train')
+    if code is not None:
+        return code
     for side in (args.height, args.width):
         if side <= 0 or side % 32:
             raise SystemExit('streamdeq train: --height and --width must be positive multiples '
@@ -612,12 +603,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     """``python -m streamdeq_ros.train`` (what torchrun starts in each process)."""
-    p = argparse.ArgumentParser(prog='streamdeq train', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    return run(args)
+    return distributed.module_main('streamdeq train', __doc__, add_arguments, run, argv)
 
 
 if __name__ == '__main__':
