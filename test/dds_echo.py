@@ -1,14 +1,13 @@
 """Child process for the DDS smoke test: echo Image and Detection2DArray messages back."""
-import signal
 import sys
-import threading
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
+
+from streamdeq_ros.ros.shutdown import init_with_stop_flag, spin_until_stopped
 
 
 class Echo(Node):
@@ -30,14 +29,10 @@ def main():
     rclpy's own SIGTERM handler shuts the context down under a spinning executor, which now
     and then left this process hanging (60 s without exiting).
     """
-    stop = threading.Event()
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = init_with_stop_flag()
     node = Echo()
     try:
-        while not stop.is_set() and rclpy.ok():
-            rclpy.spin_once(node, timeout_sec=0.1)
+        spin_until_stopped(node, stop)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -7,7 +7,6 @@ a backlog. Every output carries the input frame's header unchanged. The model ma
 :mod:`streamdeq_ros.pipeline`; this module converts, calls and publishes.
 """
 import json
-import signal
 import sys
 import threading
 import time
@@ -19,7 +18,6 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
@@ -29,6 +27,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from . import params as P
 from .image_conv import compressed_to_rgb, fill_image, image_to_rgb, ImageError
 from .messages import detections_msg, keypoints_cloud, label_info
+from .shutdown import init_with_stop_flag, spin_until_stopped
 from ..model.checkpoint import CheckpointError, load_net
 from ..models import bundled_checkpoint
 from ..monitor import StreamMonitor
@@ -435,10 +434,7 @@ def main(args=None) -> int:
     after a signal, 1 when autostart's configure or activate fails, 2 for refused start-up
     parameters (one sentence each on stderr, no traceback).
     """
-    stop = threading.Event()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = init_with_stop_flag(args)
     node = None
     code = 0
     try:
@@ -448,8 +444,8 @@ def main(args=None) -> int:
                 code = 1
             elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 code = 1
-        while code == 0 and not stop.is_set() and rclpy.ok():
-            rclpy.spin_once(node, timeout_sec=0.1)
+        if code == 0:
+            spin_until_stopped(node, stop)
     except StartupError as exc:
         for sentence in str(exc).split('; '):
             print('streamdeq_node: %s' % sentence, file=sys.stderr)

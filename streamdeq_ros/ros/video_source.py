@@ -9,9 +9,7 @@ generator, one after another (so every 60 frames there is a hard cut to a new sc
 ``wait_for_subscribers`` holds the first frame until that many subscribers are matched.
 """
 import itertools
-import signal
 import sys
-import threading
 
 import cv2
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -19,10 +17,10 @@ import rclpy
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
 from .image_conv import fill_image
+from .shutdown import init_with_stop_flag, spin_until_stopped
 from ..data.clips import DatasetFormatError
 from ..data.street import StreetClip
 from ..data.video import open_frames
@@ -123,15 +121,11 @@ def main(args=None) -> int:
     Signals only set a flag that the spin loop checks between callbacks, so a frame is never
     published into a context that is being shut down (exit 0, nothing printed).
     """
-    stop = threading.Event()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = init_with_stop_flag(args)
     node = None
     try:
         node = VideoSource()
-        while rclpy.ok() and not node.done and not stop.is_set():
-            rclpy.spin_once(node, timeout_sec=0.1)
+        spin_until_stopped(node, stop, lambda: node.done)
         return 0
     except (DatasetFormatError, ValueError, InvalidParameterTypeException) as exc:
         print('streamdeq_video_source: %s' % exc, file=sys.stderr)
