@@ -48,27 +48,36 @@ def _unsafe_reason(exc: Exception) -> str:
     return text.split('. ')[0][:200] if text else type(exc).__name__
 
 
-def read_checkpoint(path: str) -> Dict[str, Any]:
-    """Load the raw checkpoint dict with ``weights_only=True``; raise CheckpointError."""
+def load_safely(path: str, what: str = 'checkpoint'):
+    """Return ``torch.load(path, weights_only=True)``; CheckpointError says what is wrong.
+
+    ``what`` names the file in the messages: a missing, empty, foreign (not torch.save), code
+    carrying or damaged file each get their own sentence.
+    """
     if not os.path.isfile(path):
-        raise CheckpointError('checkpoint %r does not exist or is not a file' % (path,))
+        raise CheckpointError('%s %r does not exist or is not a file' % (what, path))
     with open(path, 'rb') as fh:
         head = fh.read(8)
     if not head:
-        raise CheckpointError('checkpoint %r is an empty file' % (path,))
+        raise CheckpointError('%s %r is an empty file' % (what, path))
     if not head.startswith(ZIP_MAGIC) and head[:1] != PICKLE_MAGIC:
-        raise CheckpointError('checkpoint %r is not a file written by torch.save (that is a '
-                              'zip archive; this one starts with %r)' % (path, head))
+        raise CheckpointError('%s %r is not a file written by torch.save (that is a zip '
+                              'archive; this one starts with %r)' % (what, path, head))
     try:
-        blob = torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError('checkpoint %r was refused because loading it would run code '
+        raise CheckpointError('%s %r was refused because loading it would run code '
                               '(streamdeq_ros loads with weights_only=True): %s'
-                              % (path, _unsafe_reason(exc))) from None
+                              % (what, path, _unsafe_reason(exc))) from None
     except Exception as exc:      # noqa: B902 - any other failure means "damaged"
         first = ' '.join(str(exc).split())[:200] or type(exc).__name__
-        raise CheckpointError('checkpoint %r is damaged or truncated: torch.load failed with '
-                              '%s: %s' % (path, type(exc).__name__, first)) from None
+        raise CheckpointError('%s %r is damaged or truncated: torch.load failed with %s: %s'
+                              % (what, path, type(exc).__name__, first)) from None
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """Load the raw checkpoint dict with ``weights_only=True``; raise CheckpointError."""
+    blob = load_safely(path)
     if not isinstance(blob, dict) or blob.get('format') != FORMAT:
         raise CheckpointError('checkpoint %r is not a streamdeq_ros checkpoint (expected format '
                               '%r)' % (path, FORMAT))

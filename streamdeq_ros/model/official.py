@@ -18,12 +18,11 @@ configuration: the backbone strictly, and the segmentation head strictly when th
 has one. A mismatch names the first keys. Files are read with ``weights_only=True``.
 """
 from collections import OrderedDict
-import os
 from typing import Dict, List, Mapping, Tuple, Union
 
 import torch
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, load_safely
 from .mdeq import get_config, MDEQConfig
 from .network import StreamDEQNet
 
@@ -62,9 +61,9 @@ def official_to_native(state_dict: Mapping[str, torch.Tensor]
     for key, value in state_dict.items():
         if wrapped and key.startswith(WRAPPER_PREFIX):
             key = key[len(WRAPPER_PREFIX):]
-        reason = next((why for prefix, why in DROPPED if key.startswith(prefix)), None)
-        if reason is not None:
-            label = next(p for p, w in DROPPED if key.startswith(p)).rstrip('.')
+        match = next((prefix for prefix, _ in DROPPED if key.startswith(prefix)), None)
+        if match is not None:
+            label = match.rstrip('.')
             dropped[label] = dropped.get(label, 0) + 1
             continue
         prefix, _, leaf = key.rpartition('.')
@@ -75,14 +74,7 @@ def official_to_native(state_dict: Mapping[str, torch.Tensor]
 
 
 def _read(path: str) -> Mapping[str, torch.Tensor]:
-    if not os.path.isfile(path):
-        raise CheckpointError('official checkpoint %r does not exist or is not a file' % path)
-    try:
-        blob = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:      # noqa: B902 - unpickling refused or damaged file
-        first = ' '.join(str(exc).split())[:200] or type(exc).__name__
-        raise CheckpointError('official checkpoint %r cannot be read with weights_only=True: '
-                              '%s' % (path, first)) from None
+    blob = load_safely(path, 'official checkpoint')
     if isinstance(blob, Mapping) and isinstance(blob.get('state_dict'), Mapping):
         blob = blob['state_dict']             # a training checkpoint around the weights
     if not isinstance(blob, Mapping) or not blob or \
