@@ -98,15 +98,6 @@ def mean_over_ranks(value: float, d: Dist) -> float:
     return float(t.item()) / d.world
 
 
-def sum_over_ranks(tensor: torch.Tensor, d: Dist) -> torch.Tensor:
-    """Return the element-wise sum of a tensor over all processes (a new tensor)."""
-    if d.world == 1:
-        return tensor.clone()
-    t = tensor.to(d.device if d.backend == 'nccl' else 'cpu').clone()
-    dist.all_reduce(t)
-    return t.to(tensor.device)
-
-
 class ShardSampler(DistributedSampler):
     """``DistributedSampler`` over whole global batches, able to start at any batch of an epoch.
 

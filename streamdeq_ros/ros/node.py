@@ -49,7 +49,12 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 
 
 class StartupError(ValueError):
-    """Start-up parameter values that cannot work; one sentence per refused value."""
+    """Start-up parameter values that cannot work; ``reasons`` holds one sentence per value."""
+
+    def __init__(self, reasons):
+        """Keep the refusal sentences."""
+        super().__init__('; '.join(reasons))
+        self.reasons = list(reasons)
 
 
 def _descriptor(p: P.Param) -> ParameterDescriptor:
@@ -95,7 +100,7 @@ class StreamDEQNode(LifecycleNode):
         values = {p.name: self.get_parameter(p.name).value for p in P.PARAMS}
         refused = P.validate_all(values)
         if refused:
-            raise StartupError('; '.join(refused))
+            raise StartupError(refused)
         self.cfg = {n: P.coerce(n, v) for n, v in values.items()}
         self.add_on_set_parameters_callback(self._on_set)
         self.default_threads = torch.get_num_threads()
@@ -392,6 +397,8 @@ class StreamDEQNode(LifecycleNode):
                     for cam in self.cams]
         for cam, mon, s, (received, processed, skipped, rejected) in rows:
             st = DiagnosticStatus(name='streamdeq: %s' % cam.topic, hardware_id=self.device or '')
+            silent = mon.silent_for(now) if mon is not None else 0.0
+            loss = mon.loss_fraction() if mon is not None else 0.0
             values = {'fps': 0.0, 'input_fps': 0.0, 'latency_p50_ms': '', 'latency_p95_ms': '',
                       'received': received, 'processed': processed, 'skipped': skipped,
                       'rejected': rejected, 'lost_before_node': 0,
@@ -407,20 +414,18 @@ class StreamDEQNode(LifecycleNode):
                     latency_p50_ms='' if p50 is None else '%.2f' % p50,
                     latency_p95_ms='' if p95 is None else '%.2f' % p95,
                     lost_before_node=mon.lost,
-                    lost_before_node_pct='%.1f' % (100 * mon.loss_fraction()),
-                    silent_s='%.1f' % mon.silent_for(now))
+                    lost_before_node_pct='%.1f' % (100 * loss), silent_s='%.1f' % silent)
             if self.device and self.device.startswith('cuda'):
                 values['device_memory_mb'] = '%.1f' % (torch.cuda.memory_allocated() / 2 ** 20)
             st.level, st.message = DiagnosticStatus.OK, 'active' if self.active else 'inactive'
-            if self.active and mon is not None and mon.silent_for(now) > cfg['stale_after_s']:
-                st.level = DiagnosticStatus.WARN
-                st.message = 'no frame for %.0f s' % mon.silent_for(now)
+            if self.active and mon is not None and silent > cfg['stale_after_s']:
+                st.level, st.message = DiagnosticStatus.WARN, 'no frame for %.0f s' % silent
             elif rejected:
                 st.level, st.message = DiagnosticStatus.WARN, '%d frames rejected' % rejected
-            elif mon is not None and mon.loss_fraction() > LOSS_WARN:
+            elif loss > LOSS_WARN:
                 st.level = DiagnosticStatus.WARN
                 st.message = 'about %.0f %% of the frames are lost before the node' \
-                    % (100 * mon.loss_fraction())
+                    % (100 * loss)
             st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
             arr.status.append(st)
         self.diag_pub.publish(arr)
@@ -447,7 +452,7 @@ def main(args=None) -> int:
         if code == 0:
             spin_until_stopped(node, stop)
     except StartupError as exc:
-        for sentence in str(exc).split('; '):
+        for sentence in exc.reasons:
             print('streamdeq_node: %s' % sentence, file=sys.stderr)
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
