@@ -35,6 +35,8 @@ def add_arguments(p):
     p.add_argument('--source', default='generated',
                    help='what the video source plays: generated (street clips the bundled '
                         'model was trained on) or a video file or image folder')
+    p.add_argument('--checkpoint', default='',
+                   help="the node's model checkpoint ('': the bundled default, multi_192_sur)")
     p.add_argument('--out', default='streamdeq_demo', help='output directory')
     p.add_argument('--timeout', type=float, default=300.0, help='give up after this many s')
 
@@ -53,7 +55,9 @@ def run(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     switch_at = args.switch_at or args.frames // 2
     node = subprocess.Popen([executable('streamdeq_node'), '--ros-args', '-p',
-                             'cameras:=[%s]' % TOPIC, '-p', 'iters:=%d' % args.iters])
+                             'cameras:=[%s]' % TOPIC, '-p', 'iters:=%d' % args.iters]
+                            + (['-p', 'checkpoint:=%s' % args.checkpoint]
+                               if args.checkpoint else []))
     source = None
     rclpy.init()
     client = Node('streamdeq_demo')

@@ -117,8 +117,10 @@ class FramePipeline:
             shrink = rgb.shape[0] * rgb.shape[1] > h * w
             rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink
                              else cv2.INTER_LINEAR)
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
-        return self.net.normalize(x)
+        rgb = np.ascontiguousarray(rgb)
+        if not rgb.flags.writeable:    # a view of message bytes at the input size: torch wants
+            rgb = rgb.copy()           # a writable buffer (a small copy at network size)
+        return self.net.normalize(torch.from_numpy(rgb).permute(2, 0, 1)[None])
 
     def read(self, z: List[torch.Tensor], mask_size: Tuple[int, int],
              camera_size: Tuple[int, int], iteration: int, residual: float, partial: bool,

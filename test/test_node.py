@@ -12,9 +12,13 @@ from vision_msgs.msg import LabelInfo
 from node_harness import node_with_client, send_until_answered, spin_until
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.executables import executable
+from streamdeq_ros.model.checkpoint import load_net
+from streamdeq_ros.models import bundled_checkpoint
 from streamdeq_ros.ros.image_conv import fill_image, image_view
 
 BIN = executable('streamdeq_node')
+_card = load_net(bundled_checkpoint())[1]['input']
+DEFAULT_INPUT = (_card['height'], _card['width'])       # the default model's network input
 CAM = '/node_test/cam'
 
 
@@ -95,7 +99,7 @@ def test_tolerance_deadline_and_mask_resolution_apply_from_the_next_frame(ros):
     assert send_until_answered(client, pub, got, _frame(10, 402))['iters'] == 2
     assert spin_until(client, lambda: any(m.header.stamp.sec == 402 for m in got['class']))
     m = next(m for m in got['class'] if m.header.stamp.sec == 402)
-    assert (m.height, m.width) == (96, 192)                  # the network's input size
+    assert (m.height, m.width) == DEFAULT_INPUT              # the network's input size
     _set(client, mask_resolution='input', iters=1)
 
 

@@ -42,6 +42,16 @@ def test_mask_at_input_and_network_resolution_with_partials(pipeline):
     assert pipeline.overlay(frame, seg).shape == frame.shape
 
 
+def test_a_read_only_frame_at_the_input_size_is_taken_without_a_warning(pipeline):
+    import warnings
+    frame = np.zeros(pipeline.input_size + (3,), np.uint8)
+    frame.flags.writeable = False                      # as a view of a message's bytes is
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        x = pipeline.prepare(frame)
+    assert x.shape == (1, 3) + pipeline.input_size
+
+
 def test_cameras_keep_independent_states(pipeline):
     a, b = pipeline.new_session('a'), pipeline.new_session('b')
     clip_a, clip_b = StreetClip(1, 96, 192), StreetClip(2, 96, 192)

@@ -2,7 +2,7 @@
 import os
 
 MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_MODEL = 'multi_tiny_sur'
+DEFAULT_MODEL = 'multi_192_sur'
 
 
 def bundled_models():

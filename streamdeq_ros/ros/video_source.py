@@ -26,6 +26,7 @@ from ..data.street import StreetClip
 from ..data.video import open_frames
 
 GENERATED_CLIP = 60
+GENERATED_SIZE = (192, 384)       # [height, width]: the default bundled model's input size
 
 
 def generated_frames(seed: int, height: int, width: int):
@@ -55,9 +56,9 @@ class VideoSource(Node):
         self.declare_parameter('max_frames', 0, ParameterDescriptor(
             description='exit after this many frames (0: never)',
             integer_range=[IntegerRange(from_value=0, to_value=2 ** 31 - 1, step=1)], **ro))
-        self.declare_parameter('width', 256, ParameterDescriptor(
+        self.declare_parameter('width', GENERATED_SIZE[1], ParameterDescriptor(
             description='generated frames: width; files: resize to it unless 0', **ro))
-        self.declare_parameter('height', 128, ParameterDescriptor(
+        self.declare_parameter('height', GENERATED_SIZE[0], ParameterDescriptor(
             description='generated frames: height; files: resize to it unless 0', **ro))
         self.declare_parameter('wait_for_subscribers', 0, ParameterDescriptor(
             description='start publishing once this many subscribers are matched (0: at once)',
@@ -71,7 +72,8 @@ class VideoSource(Node):
         src = p['source']
         if src == 'generated' or src.startswith('generated:'):
             seed = int(src.split(':', 1)[1]) if ':' in src else 0
-            self._open = lambda: generated_frames(seed, p['height'] or 128, p['width'] or 256)
+            size = p['height'] or GENERATED_SIZE[0], p['width'] or GENERATED_SIZE[1]
+            self._open = lambda: generated_frames(seed, *size)
             native_fps = 10.0
             self._resize = False
         else:
