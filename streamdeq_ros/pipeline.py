@@ -9,8 +9,10 @@ resolution (``'input'``) or at the network's input resolution (``'network'``), d
 keypoints inside the detected person boxes. It also draws colour masks and overlays (mask,
 boxes, skeletons).
 """
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -18,7 +20,8 @@ import torch
 
 from .model.heads.segmentation import class_ids
 from .model.network import HEADS, StreamDEQNet
-from .stream import FrameResult, IterationBudget, PartialResult, StreamSession
+from .stream import (FrameResult, IterationBudget, NonFiniteStateError, PartialResult,
+                     step_batch, StreamSession)
 from .tracking import IoUTracker
 
 MASK_RESOLUTIONS = ('input', 'network')
@@ -26,6 +29,13 @@ MASK_RESOLUTIONS = ('input', 'network')
 
 def _state(z: List[torch.Tensor]) -> List[torch.Tensor]:
     return z
+
+
+def _stack(states: Sequence[List[torch.Tensor]]) -> List[torch.Tensor]:
+    """Concatenate batch-1 states into one batched state (a single one is used as it is)."""
+    if len(states) == 1:
+        return states[0]
+    return [torch.cat(ts) for ts in zip(*states)]
 
 
 @dataclass
@@ -59,6 +69,53 @@ class FrameOutput:
     detections: Optional[Detections] = None
     persons: Optional[Detections] = None
     keypoints: Optional[np.ndarray] = None
+    #: refined outputs: milliseconds of the frame's batch in prepare (resize, normalise), solve
+    #: (without partial reads), partials (reading partial results and their callbacks), heads
+    stages_ms: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ReadSpec:
+    """How to read one sample of a state: mask and camera sizes (H, W), iteration, tracker."""
+
+    mask_size: Tuple[int, int]
+    camera_size: Tuple[int, int]
+    iteration: int
+    residual: float
+    tracker: Optional[IoUTracker] = None
+
+
+def _check_resolution(mask_resolution: str):
+    if mask_resolution not in MASK_RESOLUTIONS:
+        raise ValueError('mask_resolution must be one of %s, got %r'
+                         % (', '.join(MASK_RESOLUTIONS), mask_resolution))
+
+
+class _StageTimer:
+    """Milliseconds per named stage; time spent ``aside`` is taken out of the enclosing stage."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+        self.stages: Dict[str, float] = {}
+        self.aside_s = 0.0
+
+    def mark(self, name: str):
+        now = time.perf_counter()
+        self.stages[name] = (now - self.last - self.aside_s) * 1e3
+        self.last, self.aside_s = now, 0.0
+
+    @contextmanager
+    def aside(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            dt = time.perf_counter() - t0
+            self.aside_s += dt
+            self.stages[name] = self.stages.get(name, 0.0) + dt * 1e3
+
+    def ms(self) -> Dict[str, float]:
+        return {k: round(v, 3) for k, v in self.stages.items()}
 
 
 class FramePipeline:
@@ -97,6 +154,11 @@ class FramePipeline:
         self.skeleton = [tuple(p) for p in card.get('heads', {}).get('pose', {})
                          .get('skeleton', [])]
 
+    @staticmethod
+    def solver_batches(solver: str) -> bool:
+        """Return whether frames of several cameras can share one solve with ``solver``."""
+        return solver == 'unroll'
+
     @property
     def device(self) -> torch.device:
         """Return the network's device, where every session's state lives."""
@@ -132,55 +194,131 @@ class FramePipeline:
         from the network's input to ``camera_size`` (H, W). The ``tracker`` gives instance ids
         (a partial result does not advance it); without one every id is 0.
         """
-        out = FrameOutput(iteration, residual, partial)
+        return self.read_batch(z, [ReadSpec(mask_size, camera_size, iteration, residual,
+                                            tracker)], partial, score_threshold)[0]
+
+    def read_batch(self, z: List[torch.Tensor], specs: Sequence['ReadSpec'], partial: bool,
+                   score_threshold: float = 0.5) -> List[FrameOutput]:
+        """Read every head once from a batched state, one :class:`ReadSpec` per sample."""
+        outs = [FrameOutput(r.iteration, r.residual, partial) for r in specs]
         with torch.inference_mode():
             p = self.net.perceive(z, heads=self.tasks, score_threshold=score_threshold)
-            if p.seg_logits is not None:
-                out.mask = class_ids(p.seg_logits, mask_size)[0].to(torch.uint8).cpu().numpy()
-            if p.detections is None:
-                return out
-            d = p.detections[0]
-            keep = d['scores'] >= score_threshold
             h, w = self.input_size
-            scale = torch.tensor([camera_size[1] / w, camera_size[0] / h] * 2,
-                                 device=d['boxes'].device)
-            dets = Detections((d['boxes'][keep] * scale).cpu().numpy(),
-                              d['labels'][keep].cpu().numpy(), d['scores'][keep].cpu().numpy(),
-                              np.zeros(int(keep.sum()), np.uint32))
-            if tracker is not None:
-                dets.ids = tracker.assign(dets.boxes, dets.labels, commit=not partial)
-            out.detections = dets
-            if p.keypoints is not None:
-                # perceive read the joints in the persons among the kept detections, in order
-                is_person = self.net.persons(d, score_threshold)[keep]
-                kp = p.keypoints[0].clone()
-                kp[..., :2] *= scale[:2]
-                out.persons = dets.select(is_person.cpu().numpy())
-                out.keypoints = kp.cpu().numpy()
-        return out
+            for i, (out, spec) in enumerate(zip(outs, specs)):
+                if p.seg_logits is not None:
+                    out.mask = class_ids(p.seg_logits[i:i + 1], spec.mask_size)[0] \
+                        .to(torch.uint8).cpu().numpy()
+                if p.detections is None:
+                    continue
+                d = p.detections[i]
+                keep = d['scores'] >= score_threshold
+                cam = spec.camera_size
+                scale = torch.tensor([cam[1] / w, cam[0] / h] * 2, device=d['boxes'].device)
+                dets = Detections((d['boxes'][keep] * scale).cpu().numpy(),
+                                  d['labels'][keep].cpu().numpy(),
+                                  d['scores'][keep].cpu().numpy(),
+                                  np.zeros(int(keep.sum()), np.uint32))
+                if spec.tracker is not None:
+                    dets.ids = spec.tracker.assign(dets.boxes, dets.labels, commit=not partial)
+                out.detections = dets
+                if p.keypoints is not None:
+                    # perceive read the joints in the persons among the kept detections, in order
+                    is_person = self.net.persons(d, score_threshold)[keep]
+                    kp = p.keypoints[i].clone()
+                    kp[..., :2] *= scale[:2]
+                    out.persons = dets.select(is_person.cpu().numpy())
+                    out.keypoints = kp.cpu().numpy()
+        return outs
 
     def process(self, session: StreamSession, rgb: np.ndarray, iters: Optional[int] = None,
                 partial_at: Sequence[int] = (), mask_resolution: str = 'input',
                 on_partial: Optional[Callable[[FrameOutput], None]] = None,
                 score_threshold: float = 0.5, tracker: Optional[IoUTracker] = None
                 ) -> Tuple[FrameResult, FrameOutput]:
-        """Run one frame through ``session``; partial outputs go to ``on_partial`` at once."""
-        if mask_resolution not in MASK_RESOLUTIONS:
-            raise ValueError('mask_resolution must be one of %s, got %r'
-                             % (', '.join(MASK_RESOLUTIONS), mask_resolution))
+        """Run one frame through ``session``; partial outputs go to ``on_partial`` at once.
+
+        With the ``unroll`` solver this is :meth:`process_batch` with one session (raising its
+        :class:`NonFiniteStateError`); other solvers step the session alone.
+        """
+        if session.solver == 'unroll':
+            out = self.process_batch([session], [rgb], iters, partial_at, mask_resolution,
+                                     None if on_partial is None else
+                                     (lambda i, o: on_partial(o)),
+                                     score_threshold, [tracker])[0]
+            if isinstance(out, NonFiniteStateError):
+                raise out
+            return out
+        _check_resolution(mask_resolution)
         camera = rgb.shape[:2]
         size = camera if mask_resolution == 'input' else self.input_size
+        timer = _StageTimer()
         x = self.prepare(rgb)
+        timer.mark('prepare')
 
         def partial(p: PartialResult):
             if on_partial is not None:
-                on_partial(self.read(p.outputs, size, camera, p.iteration, p.residual, True,
-                                     score_threshold, tracker))
+                with timer.aside('partials'):
+                    on_partial(self.read(p.outputs, size, camera, p.iteration, p.residual, True,
+                                         score_threshold, tracker))
 
         result = session.step(x, iters=iters, partial_at=partial_at, on_partial=partial)
+        timer.mark('solve')
         refined = self.read(result.outputs, size, camera, result.iters, result.final_residual,
                             False, score_threshold, tracker)
+        timer.mark('heads')
+        refined.stages_ms = timer.ms()
         return result, refined
+
+    def process_batch(self, sessions: Sequence[StreamSession], frames: Sequence[np.ndarray],
+                      iters: Optional[int] = None, partial_at: Sequence[int] = (),
+                      mask_resolution: str = 'input',
+                      on_partial: Optional[Callable[[int, FrameOutput], None]] = None,
+                      score_threshold: float = 0.5,
+                      trackers: Optional[Sequence[Optional[IoUTracker]]] = None
+                      ) -> List[Union[Tuple[FrameResult, FrameOutput], NonFiniteStateError]]:
+        """Run one frame per session in one batched solve and one batched read of the heads.
+
+        Per session it gives what :meth:`process` gives (see :func:`~streamdeq_ros.stream.
+        step_batch` for tolerance, partials and non-finite states); ``on_partial(i, output)``
+        names the session by its index. A session whose frame failed gets the
+        :class:`NonFiniteStateError` in its place.
+        """
+        _check_resolution(mask_resolution)
+        timer = _StageTimer()
+        trackers = list(trackers) if trackers is not None else [None] * len(sessions)
+        cameras = [f.shape[:2] for f in frames]
+        sizes = [c if mask_resolution == 'input' else self.input_size for c in cameras]
+
+        def spec(i, iteration, residual):
+            return ReadSpec(sizes[i], cameras[i], iteration, residual, trackers[i])
+
+        def partial(k, parts: Dict[int, PartialResult]):
+            if on_partial is None:
+                return
+            with timer.aside('partials'):
+                order = sorted(parts)
+                z = _stack([parts[i].outputs for i in order])
+                outs = self.read_batch(z, [spec(i, k, parts[i].residual) for i in order], True,
+                                       score_threshold)
+                for i, out in zip(order, outs):
+                    on_partial(i, out)
+
+        x = torch.cat([self.prepare(f) for f in frames])
+        timer.mark('prepare')
+        results = step_batch(sessions, x, iters=iters, partial_at=partial_at,
+                             on_partial=partial)
+        timer.mark('solve')
+        done = [i for i, r in enumerate(results) if isinstance(r, FrameResult)]
+        outs = self.read_batch(_stack([results[i].outputs for i in done]),
+                               [spec(i, results[i].iters, results[i].final_residual)
+                                for i in done], False, score_threshold) if done else []
+        timer.mark('heads')
+        stages = timer.ms()
+        paired: List = list(results)
+        for i, out in zip(done, outs):
+            out.stages_ms = dict(stages)
+            paired[i] = (results[i], out)
+        return paired
 
     def colorize(self, mask: np.ndarray) -> np.ndarray:
         """Return the RGB colours of a class-id mask (the card's palette)."""

@@ -11,16 +11,19 @@ an optional *readout* (the task heads) that maps a state to outputs.
 
 The iteration count of a frame is decided in one place, :class:`IterationBudget`: a fixed M,
 an optional relative-residual tolerance for early exit, and an optional deadline.
+
+:func:`step_batch` advances several sessions (cameras) by one frame each in one batched solve;
+each session ends exactly where its own :meth:`StreamSession.step` would have.
 """
 from dataclasses import dataclass, field
 import math
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 from torch.nn.utils import parametrize
 
-from .model.solvers import SOLVERS
+from .model.solvers import SOLVERS, unroll_batch
 
 Readout = Callable[[List[torch.Tensor]], Any]
 
@@ -203,3 +206,112 @@ class StreamSession:
         return {'name': self.name, 'frames': s.frames, 'resets': s.resets,
                 'nonfinite_resets': s.nonfinite_resets, 'shape_resets': s.shape_resets,
                 'solver': self.solver, 'iters': self.budget.iters}
+
+
+#: ``on_partial(k, parts)`` of :func:`step_batch`: the partial result of each batch index
+BatchPartial = Callable[[int, Dict[int, PartialResult]], None]
+
+
+def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
+               iters: Optional[int] = None, partial_at: Sequence[int] = (),
+               on_partial: Optional[BatchPartial] = None
+               ) -> List[Union[FrameResult, NonFiniteStateError]]:
+    """Advance each session by its frame (``frames[i]`` for ``sessions[i]``) in one solve.
+
+    The sessions share one backbone and use the ``unroll`` solver; the first session's budget
+    applies to all (``iters`` overrides its M). Per session, as in :meth:`StreamSession.step`:
+    a session without a usable state starts from zeros inside the batch; residuals and the
+    tolerance are per session (a converged session keeps its state while the others go on);
+    the deadline is the batch's; partial results come per iteration for the sessions that ran
+    it, as ``on_partial(k, {index: PartialResult})``. A session whose state turns non-finite is
+    restarted from zeros alone (a warm one; its partials are reported again); when even that
+    fails, or its zero start was non-finite, its entry is the :class:`NonFiniteStateError`
+    instead of a result, and the other sessions are unaffected.
+    """
+    if len(sessions) != frames.shape[0]:
+        raise ValueError('step_batch: %d sessions for %d frames'
+                         % (len(sessions), frames.shape[0]))
+    if not sessions:
+        return []
+    first = sessions[0]
+    for s in sessions:
+        if s.backbone is not first.backbone:
+            raise ValueError('step_batch: stream %r has another backbone' % s.name)
+        if s.solver != 'unroll':
+            raise ValueError('step_batch: stream %r uses solver %r; batched solving needs '
+                             'unroll' % (s.name, s.solver))
+    t0 = time.perf_counter()
+    budget = first.budget
+    if iters is not None:
+        budget = IterationBudget(iters, budget.tol, budget.deadline_ms)
+    want = {int(k) for k in partial_at}
+    n = len(sessions)
+    partials: List[List[PartialResult]] = [[] for _ in range(n)]
+    backbone = first.backbone
+    with torch.inference_mode(), parametrize.cached():
+        u = backbone.inject(frames)
+        one = [None if t is None else t[:1] for t in u]
+        zeros = backbone.zeros(one)
+        warm = [backbone.state_matches(s._z, one) for s in sessions]
+        z0 = [torch.cat([s._z[j] if w else zeros[j] for s, w in zip(sessions, warm)])
+              for j in range(len(zeros))]
+
+        def callback(k, z, residuals, running):
+            if k in want and k < budget.iters:
+                parts = {}
+                for i in running:
+                    zi = [t[i:i + 1] for t in z]
+                    if StreamSession._finite(zi):
+                        parts[i] = PartialResult(k, residuals[i], sessions[i]._read(zi))
+                        partials[i].append(parts[i])
+                if parts and on_partial is not None:
+                    on_partial(k, parts)
+            if budget.deadline_ms > 0:
+                return (time.perf_counter() - t0) * 1e3 >= budget.deadline_ms
+            return False
+
+        result = unroll_batch(lambda z: backbone.f(z, u), z0, budget.iters, tol=budget.tol,
+                              callback=callback)
+        latency = (time.perf_counter() - t0) * 1e3
+        out: List[Union[FrameResult, NonFiniteStateError]] = []
+        for i, s in enumerate(sessions):
+            had_state = s._z is not None
+            zi = [t[i:i + 1].clone() for t in result.z]
+            if not StreamSession._finite(zi):
+                out.append(_restart_alone(s, frames[i:i + 1], budget, warm[i], i, partial_at,
+                                          on_partial))
+                continue
+            if had_state and not warm[i]:
+                s.stats.shape_resets += 1
+            s._z = zi
+            s._frame += 1
+            s.stats.frames += 1
+            res = result.residuals[i]
+            out.append(FrameResult(
+                outputs=s._read(zi), frame_index=s._frame - 1, iters=result.iters[i],
+                f_evals=result.iters[i], residuals=res,
+                final_residual=res[-1] if res else float('nan'), warm=warm[i],
+                reset=had_state and not warm[i], latency_ms=latency, partials=partials[i]))
+    return out
+
+
+def _restart_alone(session: StreamSession, frame: torch.Tensor, budget: IterationBudget,
+                   warm: bool, index: int, partial_at: Sequence[int],
+                   on_partial: Optional[BatchPartial]
+                   ) -> Union[FrameResult, NonFiniteStateError]:
+    """Restart a batch member whose state turned non-finite, as :meth:`StreamSession.step` does."""
+    session._z = None
+    if not warm:
+        return NonFiniteStateError('stream %r: non-finite fixed-point state from a zero start'
+                                   % session.name)
+    session.stats.nonfinite_resets += 1
+    saved, session.budget = session.budget, budget
+    try:
+        result = session.step(frame, partial_at=partial_at, on_partial=None if on_partial is None
+                              else (lambda p: on_partial(p.iteration, {index: p})))
+    except NonFiniteStateError as exc:
+        return exc
+    finally:
+        session.budget = saved
+    result.reset = True
+    return result

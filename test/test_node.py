@@ -48,6 +48,18 @@ def test_frames_give_partial_and_refined_masks_with_the_input_header(ros):
             assert m.header.frame_id == 'cam_optical' and m.header.stamp.nanosec == 123
             assert (m.encoding, m.height, m.width, m.step) == ('mono8', 100, 180, 180)
             assert image_view(m).max() < 8
+    # only the outputs someone subscribes to are built: here the class masks
+    assert sorted(status['published']) == ['class', 'partial/class']
+    assert set(status['stages_ms']) >= {'wait', 'convert', 'prepare', 'solve', 'partials',
+                                        'heads', 'messages', 'publish'}
+    colours = []
+    client.create_subscription(Image, '/streamdeq/segmentation/color_mask', colours.append, 5)
+    for k in range(20):                  # from the frame after the subscription is matched
+        status = send_until_answered(client, pub, got, _frame(3, 110 + k))
+        if 'color' in status['published']:
+            break
+    assert sorted(status['published']) == ['class', 'color', 'partial/class']
+    assert spin_until(client, lambda: colours) and colours[-1].encoding == 'rgb8'
     # a subscriber that arrives late still gets the class map (transient local)
     labels = []
     client.create_subscription(LabelInfo, '/streamdeq/segmentation/label_info', labels.append,

@@ -14,6 +14,9 @@ tolerance for early exit and an optional per-iteration callback, and return a
 
 Norms are taken over the whole batch. The callback is ``callback(k, z_k, residual)``; returning
 True stops the solve after iteration k (used for deadlines).
+
+:func:`unroll_batch` unrolls a batch of *independent* streams (one sample each): residuals and
+the tolerance are per sample, so every sample ends where its own :func:`unroll` would have.
 """
 from dataclasses import dataclass, field
 import math
@@ -149,6 +152,70 @@ def broyden(f: Callable[[State], State], z0: Sequence[torch.Tensor], max_iter: i
             break
     return SolverResult(z=unflatten(best_x, shapes), residuals=residuals, iters=k,
                         f_evals=k + 1, converged=converged, final_residual=best_r)
+
+
+@dataclass
+class BatchSolverResult:
+    """What :func:`unroll_batch` returns: the state and, per sample, what it ran."""
+
+    z: State
+    residuals: List[List[float]]
+    iters: List[int]
+    converged: List[bool]
+
+
+BatchCallback = Callable[[int, State, List[float], List[int]], Optional[bool]]
+
+
+def unroll_batch(f: Callable[[State], State], z0: Sequence[torch.Tensor], max_iter: int,
+                 tol: Optional[float] = None,
+                 callback: Optional[BatchCallback] = None) -> BatchSolverResult:
+    """Unroll z <- f(z) for a batch of independent samples, with per-sample residuals.
+
+    A sample whose relative residual falls below ``tol`` keeps that iteration's state while the
+    others go on: its rows are still computed (the batch has one shape) but discarded, so each
+    sample's state, residuals and iteration count equal those of :func:`unroll` on it alone.
+    ``callback(k, z_k, residuals_k, running)`` sees the samples that ran iteration k
+    (``running``) and every sample's residual; returning True stops all after iteration k.
+    """
+    _check(max_iter, tol)
+    z = list(z0)
+    b = z[0].shape[0]
+    eager = tol is not None or callback is not None
+    running = list(range(b))
+    res_t: List[torch.Tensor] = []
+    residuals: List[List[float]] = [[] for _ in range(b)]
+    iters, converged = [0] * b, [False] * b
+    for k in range(1, max_iter + 1):
+        fz = f(z)
+        flat = flatten(fz)
+        r_t = (flat - flatten(z)).norm(dim=1) / (flat.norm(dim=1) + _EPS)
+        if len(running) == b:
+            z = fz
+        else:
+            keep = torch.zeros(b, dtype=torch.bool)
+            keep[running] = True
+            keep = keep.to(fz[0].device)
+            z = [torch.where(keep.view(-1, *[1] * (t.dim() - 1)), t, old)
+                 for t, old in zip(fz, z)]
+        for i in running:
+            iters[i] = k
+        if not eager:
+            res_t.append(r_t)
+            continue
+        r = r_t.tolist()
+        for i in running:
+            residuals[i].append(r[i])
+        stop = callback(k, z, r, list(running)) if callback is not None else False
+        if tol is not None:
+            for i in running:
+                converged[i] = r[i] < tol
+            running = [i for i in running if not converged[i]]
+        if stop or not running:
+            break
+    if res_t:
+        residuals = torch.stack(res_t, dim=1).tolist()
+    return BatchSolverResult(z=z, residuals=residuals, iters=iters, converged=converged)
 
 
 SOLVERS = {'unroll': unroll, 'broyden': broyden}

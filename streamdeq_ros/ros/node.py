@@ -83,6 +83,7 @@ class _Camera:
         self.tracker = None
         self.sub = None
         self.pending = None
+        self.pending_since = 0.0
         self.reset_requested = False
         self.received = self.processed = self.skipped = self.rejected = 0
         self.monitor: Optional[StreamMonitor] = None
@@ -263,29 +264,55 @@ class StreamDEQNode(LifecycleNode):
 
     # -- frames -------------------------------------------------------------------------------
     def _on_frame(self, cam: _Camera, msg):
+        now = time.monotonic()
         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
         with self.cond:
-            cam.monitor.received(time.monotonic(), stamp)
+            cam.monitor.received(now, stamp)
             cam.received += 1
             if cam.pending is not None:
                 cam.skipped += 1
-            cam.pending = msg
+            cam.pending, cam.pending_since = msg, now
             self.cond.notify()
+
+    def _take(self) -> Optional[list]:
+        """Wait for frames; take up to ``max_batch`` cameras' frames in round-robin order.
+
+        Called with ``self.cond`` held. With ``batch_wait_ms``, after the first waiting frame
+        it waits that long at most for the other cameras. The turn moves past the last camera
+        taken, so with more cameras than ``max_batch`` every camera gets its turn.
+        """
+        while self.running and not any(c.pending is not None for c in self.cams):
+            self.cond.wait(timeout=0.5)
+        if not self.running:
+            return None
+        cfg = self.cfg
+        size = min(cfg['max_batch'], len(self.cams)) if self.pipeline.solver_batches(
+            cfg['solver']) else 1
+        if size > 1 and cfg['batch_wait_ms'] > 0:
+            end = time.monotonic() + cfg['batch_wait_ms'] / 1e3
+            while self.running and sum(c.pending is not None for c in self.cams) < size:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(timeout=left)
+        n = len(self.cams)
+        order = [k % n for k in range(self._turn, self._turn + n)
+                 if self.cams[k % n].pending is not None][:size]
+        self._turn = order[-1] + 1
+        now = time.monotonic()
+        taken = []
+        for i in order:
+            cam = self.cams[i]
+            taken.append((cam, cam.pending, cam.reset_requested, now - cam.pending_since))
+            cam.pending, cam.reset_requested = None, False
+        return taken
 
     def _work(self):
         while True:
             with self.cond:
-                while self.running and not any(c.pending is not None for c in self.cams):
-                    self.cond.wait(timeout=0.5)
-                if not self.running:
+                taken = self._take()
+                if taken is None:
                     return
-                n = len(self.cams)
-                i = next(k % n for k in range(self._turn, self._turn + n)
-                         if self.cams[k % n].pending is not None)
-                self._turn = i + 1
-                cam = self.cams[i]
-                msg, cam.pending = cam.pending, None
-                reset, cam.reset_requested = cam.reset_requested, False
                 cfg = dict(self.cfg)
             threads = cfg['threads'] or self.default_threads
             if torch.get_num_threads() != threads:
@@ -293,15 +320,18 @@ class StreamDEQNode(LifecycleNode):
                 torch.set_num_threads(threads)
             self.solver_threads = threads
             try:
-                if reset:               # here, between frames, never in the middle of one
-                    cam.session.reset()
-                    cam.tracker.reset()
-                self._process(cam, msg, cfg)
+                for cam, _, reset, _ in taken:
+                    if reset:           # here, between frames, never in the middle of one
+                        cam.session.reset()
+                        cam.tracker.reset()
+                self._process(taken, cfg)
             except Exception as exc:    # noqa: B902 - a frame must never take the node down
                 if not self.running or not self.context.ok():
                     return              # shutting down: the frame in flight is not an error
-                cam.rejected += 1
-                self._warn('camera %s: frame dropped: %s' % (cam.topic, exc))
+                for cam, _, _, _ in taken:
+                    cam.rejected += 1
+                self._warn('camera(s) %s: frame dropped: %s'
+                           % (', '.join(c.topic for c, _, _, _ in taken), exc))
 
     def _warn(self, text: str):
         now = time.monotonic()
@@ -309,65 +339,122 @@ class StreamDEQNode(LifecycleNode):
             self._last_warn = now
             self.get_logger().warn(text)
 
-    def _publish(self, cam, stage: str, out: FrameOutput, header):
+    def _publish(self, cam, stage: str, out: FrameOutput, header, times: Dict[str, float]
+                 ) -> List[str]:
+        """Build and publish the outputs someone subscribes to; return their keys.
+
+        ``times`` gets the milliseconds spent building messages and publishing them.
+        """
+        pubs = cam.pubs
+        wanted = {k for k in ('class', 'color', 'detections', 'persons', 'keypoints')
+                  if stage + k in pubs and pubs[stage + k].get_subscription_count() > 0}
+        msgs = []
+        t0 = time.perf_counter()
         if out.mask is not None:
-            cam.pubs[stage + 'class'].publish(fill_image(Image(), out.mask, 'mono8', header))
-            cam.pubs[stage + 'color'].publish(
-                fill_image(Image(), self.pipeline.colorize(out.mask), 'rgb8', header))
-        if out.detections is not None:
+            if 'class' in wanted:
+                msgs.append(('class', fill_image(Image(), out.mask, 'mono8', header)))
+            if 'color' in wanted:
+                msgs.append(('color', fill_image(Image(), self.pipeline.colorize(out.mask),
+                                                 'rgb8', header)))
+        if out.detections is not None and 'detections' in wanted:
             d = out.detections
-            cam.pubs[stage + 'detections'].publish(
-                detections_msg(d.boxes, d.labels, d.scores, d.ids, header))
+            msgs.append(('detections', detections_msg(d.boxes, d.labels, d.scores, d.ids,
+                                                      header)))
         if out.keypoints is not None:
             p = out.persons
-            cam.pubs[stage + 'persons'].publish(
-                detections_msg(p.boxes, p.labels, p.scores, p.ids, header))
-            cam.pubs[stage + 'keypoints'].publish(keypoints_cloud(out.keypoints, p.ids, header))
+            if 'persons' in wanted:
+                msgs.append(('persons', detections_msg(p.boxes, p.labels, p.scores, p.ids,
+                                                       header)))
+            if 'keypoints' in wanted:
+                msgs.append(('keypoints', keypoints_cloud(out.keypoints, p.ids, header)))
+        t1 = time.perf_counter()
+        for key, msg in msgs:
+            pubs[stage + key].publish(msg)
+        t2 = time.perf_counter()
+        times['messages'] = times.get('messages', 0.0) + (t1 - t0) * 1e3
+        times['publish'] = times.get('publish', 0.0) + (t2 - t1) * 1e3
+        return [stage + k for k, _ in msgs]
 
-    def _process(self, cam: _Camera, msg, cfg):
+    def _partial_wanted(self, cams) -> bool:
+        return any(cam.pubs[k].get_subscription_count() > 0 for cam in cams
+                   for k in cam.pubs if k.startswith('partial/'))
+
+    def _process(self, taken, cfg):
         t0 = time.perf_counter()
-        try:
-            limit = cfg['max_input_pixels']
-            rgb = compressed_to_rgb(msg, limit) if isinstance(msg, CompressedImage) \
-                else image_to_rgb(msg, limit)
-        except ImageError as exc:
-            cam.rejected += 1
-            self._warn('camera %s: frame rejected: %s' % (cam.topic, exc))
+        limit = cfg['max_input_pixels']
+        cams, msgs, frames, waits, convert = [], [], [], [], []
+        for cam, msg, _, wait in taken:
+            c0 = time.perf_counter()
+            try:
+                rgb = compressed_to_rgb(msg, limit) if isinstance(msg, CompressedImage) \
+                    else image_to_rgb(msg, limit)
+            except ImageError as exc:
+                cam.rejected += 1
+                self._warn('camera %s: frame rejected: %s' % (cam.topic, exc))
+                continue
+            if cam.session is None:
+                continue
+            cams.append(cam)
+            msgs.append(msg)
+            frames.append(rgb)
+            waits.append(wait * 1e3)
+            convert.append((time.perf_counter() - c0) * 1e3)
+        if not cams:
             return
-        session = cam.session
-        if session is None:
-            return
-        partial_at = [cfg['partial_iters']] if cfg['publish_partial'] else []
+        partial_at = [cfg['partial_iters']] if cfg['publish_partial'] and \
+            self._partial_wanted(cams) else []
+        times = [{} for _ in cams]
+        published = [[] for _ in cams]
 
-        def on_partial(out):
-            self._publish(cam, 'partial/', out, msg.header)
+        def on_partial(i, out):
+            published[i] += self._publish(cams[i], 'partial/', out, msgs[i].header, times[i])
 
-        try:
-            result, out = self.pipeline.process(session, rgb, partial_at=partial_at,
-                                                mask_resolution=cfg['mask_resolution'],
-                                                on_partial=on_partial,
-                                                score_threshold=cfg['score_threshold'],
-                                                tracker=cam.tracker)
-        except NonFiniteStateError as exc:
-            cam.rejected += 1
-            self._warn('camera %s: %s' % (cam.topic, exc))
-            return
-        self._publish(cam, '', out, msg.header)
-        if cam.pubs['overlay'].get_subscription_count() > 0:
-            cam.pubs['overlay'].publish(fill_image(
-                Image(), self.pipeline.overlay(rgb, out), 'rgb8', msg.header))
-        latency = (time.perf_counter() - t0) * 1e3
-        with self.cond:
-            cam.processed += 1
-            cam.monitor.processed(time.monotonic(), latency)
-        self.status_pub.publish(String(data=json.dumps({
-            'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
-            'frame_id': msg.header.frame_id, 'iters': result.iters,
-            'final_residual': result.final_residual, 'latency_ms': round(latency, 3),
-            'warm': result.warm, 'reset': result.reset, 'stage': 'refined',
-            'partials': [p.iteration for p in result.partials],
-            'detections': None if out.detections is None else len(out.detections.ids),
-            'persons': None if out.persons is None else len(out.persons.ids)})))
+        kwargs = {'partial_at': partial_at, 'mask_resolution': cfg['mask_resolution'],
+                  'score_threshold': cfg['score_threshold']}
+        if len(cams) == 1 and not self.pipeline.solver_batches(cams[0].session.solver):
+            try:
+                results = [self.pipeline.process(cams[0].session, frames[0],
+                                                 on_partial=lambda o: on_partial(0, o),
+                                                 tracker=cams[0].tracker, **kwargs)]
+            except NonFiniteStateError as exc:
+                results = [exc]
+        else:
+            results = self.pipeline.process_batch(
+                [c.session for c in cams], frames, on_partial=on_partial,
+                trackers=[c.tracker for c in cams], **kwargs)
+        for i, (cam, msg, rgb, res) in enumerate(zip(cams, msgs, frames, results)):
+            if isinstance(res, NonFiniteStateError):
+                cam.rejected += 1
+                self._warn('camera %s: %s' % (cam.topic, res))
+                continue
+            result, out = res
+            published[i] += self._publish(cam, '', out, msg.header, times[i])
+            if cam.pubs['overlay'].get_subscription_count() > 0:
+                m0 = time.perf_counter()
+                image = fill_image(Image(), self.pipeline.overlay(rgb, out), 'rgb8', msg.header)
+                m1 = time.perf_counter()
+                cam.pubs['overlay'].publish(image)
+                times[i]['messages'] = times[i].get('messages', 0.0) + (m1 - m0) * 1e3
+                times[i]['publish'] = times[i].get('publish', 0.0) + \
+                    (time.perf_counter() - m1) * 1e3
+                published[i].append('overlay')
+            latency = (time.perf_counter() - t0) * 1e3
+            with self.cond:
+                cam.processed += 1
+                cam.monitor.processed(time.monotonic(), latency)
+            stages = {'wait': waits[i], 'convert': convert[i]}
+            stages.update(out.stages_ms)
+            stages.update(times[i])
+            self.status_pub.publish(String(data=json.dumps({
+                'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
+                'frame_id': msg.header.frame_id, 'iters': result.iters,
+                'final_residual': result.final_residual, 'latency_ms': round(latency, 3),
+                'warm': result.warm, 'reset': result.reset, 'stage': 'refined',
+                'partials': [p.iteration for p in result.partials],
+                'detections': None if out.detections is None else len(out.detections.ids),
+                'persons': None if out.persons is None else len(out.persons.ids),
+                'batch': len(cams), 'published': published[i],
+                'stages_ms': {k: round(v, 3) for k, v in stages.items()}})))
 
     def _on_reset(self, request, response):
         # The worker applies it before each camera's next frame: a reset that arrived while a

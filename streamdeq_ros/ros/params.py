@@ -117,6 +117,12 @@ PARAMS: List[Param] = [
           'decoding (compressed frames by their file header)', num_range=(1, 16384 * 16384)),
     Param('stale_after_s', 2.0, 'a camera without a frame for this long is reported WARN in '
           '/diagnostics', num_range=(0.1, 3600.0)),
+    Param('max_batch', 8, 'most cameras solved together in one batch (1: one camera at a '
+          'time); only frames already waiting are batched, and only with the unroll solver',
+          num_range=(1, 64)),
+    Param('batch_wait_ms', 0.0, 'after the first waiting frame, wait up to this long for the '
+          'other cameras so their frames are solved together (0: never wait)',
+          num_range=(0.0, 1000.0)),
     Param('autostart', True, 'configure and activate on start-up', True),
 ]
 BY_NAME: Dict[str, Param] = {p.name: p for p in PARAMS}
