@@ -106,6 +106,10 @@ class StreamDEQNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set)
         self.default_threads = torch.get_num_threads()
         self.solver_threads = self.default_threads
+        # Only the worker thread computes with several threads. An OpenMP pool on this thread
+        # too (it loads the model) makes two pools on the cores, and then OpenMP stops spinning
+        # between parallel regions: on 2 cores the worker's model ran 2x slower (issue #12).
+        torch.set_num_threads(1)
         self.pipeline: Optional[FramePipeline] = None
         self.cams: List[_Camera] = []
         self.cond = threading.Condition()

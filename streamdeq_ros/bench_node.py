@@ -1,0 +1,217 @@
+"""``streamdeq bench node``: what the node costs over the same model called in-process.
+
+``streamdeq_node`` runs as its own process (one camera, reliable input, the given model and
+``iters``). For each frame size, the bench sends held-out street frames resized to that size
+one at a time over DDS and, in between, runs the same frame through its own
+:class:`~streamdeq_ros.pipeline.FramePipeline` session in this process (interleaved, so both
+see the same machine). Per frame it records:
+
+- ``node_ms``: the node's own latency (``~/status``: from taking the frame to the last output
+  published), with its stages (``wait``, ``convert``, ``prepare``, ``solve``, ``partials``,
+  ``heads``, ``messages``, ``publish``);
+- ``end_to_end_ms``: from publishing the frame here to receiving its refined class mask here
+  (DDS both ways included);
+- ``in_process_ms``: ``FramePipeline.process`` on the same frame with the same partial
+  iterations the node ran (resize, solve, every head).
+
+Subscriptions (``--subscribe``): ``class`` (the refined class mask only) or ``all`` (every
+output topic, partial ones and the overlay included). Medians go to ``--out`` (JSON) and a
+table is printed; ``overhead`` = node_ms / in_process_ms - 1.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .executables import executable
+
+TOPIC = '/streamdeq_bench_node/image'
+STAGES = ('wait', 'convert', 'prepare', 'solve', 'partials', 'heads', 'messages', 'publish')
+
+
+def bench_frames(width: int, height: int, n: int, seed: int = 0) -> list:
+    """Return ``n`` consecutive held-out street frames resized to ``width`` x ``height``."""
+    from .data.clips import street_clips
+    frames = []
+    k = 0
+    while len(frames) < n:
+        clip = street_clips(1, 96, 192, seed=seed + k, split='test')[0]
+        frames += [cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)
+                   for f in clip.frames]
+        k += 1
+    return frames[:n]
+
+
+def start_node(cameras, params: dict, env=None) -> subprocess.Popen:
+    """Start ``streamdeq_node`` on ``cameras`` with ``params`` (name -> value)."""
+    args = [executable('streamdeq_node'), '--ros-args', '-p',
+            'cameras:=[%s]' % ', '.join(cameras)]
+    args += [a for k, v in params.items() for a in ('-p', '%s:=%s' % (k, v))]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
+
+
+def stop_node(proc: subprocess.Popen):
+    """Stop the node with SIGINT (as Ctrl-C does) and wait for it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def private_domain_env() -> dict:
+    """Return an environment with a ROS_DOMAIN_ID of its own on localhost."""
+    return dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 200)),
+                ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+
+
+def _run_size(width, height, args, checkpoint):
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, PointCloud2
+    from std_msgs.msg import String
+    from vision_msgs.msg import Detection2DArray
+
+    from .model.checkpoint import load_net
+    from .pipeline import FramePipeline
+    from .ros.image_conv import fill_image
+    from .tracking import IoUTracker
+
+    net, card = load_net(checkpoint)
+    pipeline = FramePipeline(net, card)
+    session, tracker = pipeline.new_session('in-process'), IoUTracker()
+    frames = bench_frames(width, height, args.frames + args.warmup)
+    proc = start_node([TOPIC], {'checkpoint': checkpoint, 'iters': args.iters,
+                                'input_qos': 'reliable', 'publish_partial': 'true'})
+    rclpy.init()
+    node = Node('bench_node_client')
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    status, masks = {}, {}
+    node.create_subscription(String, '/streamdeq/status', lambda m: status.__setitem__(
+        tuple(json.loads(m.data)['stamp']), json.loads(m.data)), 50)
+    node.create_subscription(Image, '/streamdeq/segmentation/class_mask', lambda m: masks.
+                             __setitem__((m.header.stamp.sec, m.header.stamp.nanosec),
+                                         time.perf_counter()), reliable)
+    if args.subscribe == 'all':
+        for stage in ('', 'partial/'):
+            for kind, topic in ((Image, 'segmentation/color_mask'),
+                                (Detection2DArray, 'detections'),
+                                (Detection2DArray, 'keypoints/persons'),
+                                (PointCloud2, 'keypoints')):
+                node.create_subscription(kind, '/streamdeq/' + stage + topic,
+                                         lambda m: None, reliable)
+        node.create_subscription(Image, '/streamdeq/partial/segmentation/class_mask',
+                                 lambda m: None, reliable)
+        node.create_subscription(Image, '/streamdeq/overlay', lambda m: None, reliable)
+    pub = node.create_publisher(Image, TOPIC, reliable)
+    rows = []
+    try:
+        deadline = time.monotonic() + 120
+        while pub.get_subscription_count() < 1 or node.count_publishers(
+                '/streamdeq/segmentation/class_mask') < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError('the node did not come up within 120 s')
+            rclpy.spin_once(node, timeout_sec=0.05)
+        time.sleep(1.0)                  # let every match settle on both sides
+        for t, rgb in enumerate(tqdm(frames, desc='%dx%d %s' % (width, height, args.subscribe),
+                                     leave=False)):
+            msg = fill_image(Image(), rgb, 'rgb8')
+            key = (t + 1, 0)
+            msg.header.stamp.sec = key[0]
+            sent = time.perf_counter()
+            pub.publish(msg)
+            end = time.monotonic() + 30
+            while (key not in status or key not in masks) and time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.01)
+            if key not in status or key not in masks:
+                raise RuntimeError('the node did not answer frame %d' % t)
+            st = status[key]
+            partial_at = [st['partials'][0]] if st['partials'] else []
+            t0 = time.perf_counter()
+            pipeline.process(session, rgb, iters=args.iters, partial_at=partial_at,
+                             on_partial=lambda out: None, tracker=tracker)
+            in_process = (time.perf_counter() - t0) * 1e3
+            if t >= args.warmup:
+                rows.append({'node_ms': st['latency_ms'],
+                             'end_to_end_ms': (masks[key] - sent) * 1e3,
+                             'in_process_ms': in_process,
+                             'stages_ms': st['stages_ms'], 'published': st['published']})
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop_node(proc)
+    med = {k: float(np.median([r[k] for r in rows]))
+           for k in ('node_ms', 'end_to_end_ms', 'in_process_ms')}
+    med['stages_ms'] = {s: round(float(np.median([r['stages_ms'].get(s, 0.0) for r in rows])), 3)
+                        for s in STAGES}
+    med['overhead'] = round(med['node_ms'] / med['in_process_ms'] - 1, 4)
+    med['end_to_end_overhead'] = round(med['end_to_end_ms'] / med['in_process_ms'] - 1, 4)
+    med.update(width=width, height=height, subscribe=args.subscribe, frames=len(rows),
+               published=rows[-1]['published'])
+    return med
+
+
+def add_arguments(p):
+    """Add the benchmark's options."""
+    p.add_argument('--checkpoint', default='',
+                   help="model ('' = the bundled default; a bundled name or a path)")
+    p.add_argument('--sizes', default='640x480,1280x720', help='camera WxH list')
+    p.add_argument('--subscribe', default='class,all',
+                   help="comma list of 'class' (refined class mask only) and 'all'")
+    p.add_argument('--iters', type=int, default=2, help='iterations per frame')
+    p.add_argument('--frames', type=int, default=60, help='measured frames per run')
+    p.add_argument('--warmup', type=int, default=10, help='frames before measuring')
+    p.add_argument('--threads', type=int, default=0,
+                   help="torch threads here (0: torch's default; the node uses its default)")
+    p.add_argument('--out', default='bench/node.json', help='JSON results')
+
+
+def resolve_checkpoint(name: str) -> str:
+    """Return the path of a bundled model name, a path as given, or the bundled default."""
+    from .models import bundled_checkpoint, bundled_models
+    if not name:
+        return bundled_checkpoint()
+    return bundled_checkpoint(name) if name in bundled_models() else name
+
+
+def run(args) -> int:
+    """Run every size x subscription set and write the JSON."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    os.environ.update(private_domain_env())
+    runs = []
+    subscribe = args.subscribe.split(',')
+    for size in args.sizes.split(','):
+        w, h = (int(v) for v in size.split('x'))
+        for sub in subscribe:
+            if sub not in ('class', 'all'):
+                print("streamdeq bench node: --subscribe takes 'class' and 'all', got %r"
+                      % sub, file=sys.stderr)
+                return 2
+            args.subscribe = sub
+            runs.append(_run_size(w, h, args, checkpoint))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as fh:
+        json.dump({'checkpoint': os.path.relpath(checkpoint), 'iters': args.iters,
+                   'runs': runs}, fh, indent=1)
+    print('| camera | subscribed | in-process ms | node ms | overhead | end-to-end ms | '
+          + ' | '.join(STAGES) + ' |')
+    print('|---|---|---|---|---|---|' + '---|' * len(STAGES))
+    for r in runs:
+        print('| %dx%d | %s | %.1f | %.1f | %+.0f %% | %.1f | %s |' % (
+            r['width'], r['height'], r['subscribe'], r['in_process_ms'], r['node_ms'],
+            100 * r['overhead'], r['end_to_end_ms'],
+            ' | '.join('%.2f' % r['stages_ms'][s] for s in STAGES)))
+    return 0
