@@ -12,7 +12,8 @@ see the same machine). Per frame it records:
 - ``end_to_end_ms``: from publishing the frame here to receiving its refined class mask here
   (DDS both ways included);
 - ``in_process_ms``: ``FramePipeline.process`` on the same frame with the same partial
-  iterations the node ran (resize, solve, every head).
+  iterations the node ran (resize, solve, every head), on the device the node picks (CUDA
+  when available; then also the peak device memory).
 
 Subscriptions (``--subscribe``): ``class`` (the refined class mask only) or ``all`` (every
 output topic, partial ones and the overlay included). Medians go to ``--out`` (JSON) and a
@@ -34,7 +35,8 @@ from tqdm import tqdm
 from .executables import executable
 
 TOPIC = '/streamdeq_bench_node/image'
-STAGES = ('wait', 'convert', 'prepare', 'solve', 'partials', 'heads', 'messages', 'publish')
+STAGES = ('wait', 'convert', 'prepare', 'solve', 'partials', 'heads', 'queue', 'mask',
+          'messages', 'publish')
 
 
 def bench_frames(width: int, height: int, n: int, seed: int = 0) -> list:
@@ -88,7 +90,8 @@ def _run_size(width, height, args, checkpoint):
     from .ros.image_conv import fill_image
     from .tracking import IoUTracker
 
-    net, card = load_net(checkpoint)
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'     # what the node's 'auto' picks
+    net, card = load_net(checkpoint, device)
     pipeline = FramePipeline(net, card)
     session, tracker = pipeline.new_session('in-process'), IoUTracker()
     frames = bench_frames(width, height, args.frames + args.warmup)
@@ -158,7 +161,9 @@ def _run_size(width, height, args, checkpoint):
     med['overhead'] = round(med['node_ms'] / med['in_process_ms'] - 1, 4)
     med['end_to_end_overhead'] = round(med['end_to_end_ms'] / med['in_process_ms'] - 1, 4)
     med.update(width=width, height=height, subscribe=args.subscribe, frames=len(rows),
-               published=rows[-1]['published'])
+               published=rows[-1]['published'], device=device)
+    if device == 'cuda':
+        med['in_process_peak_device_mb'] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
     return med
 
 

@@ -10,6 +10,7 @@ COMMANDS = (
     ('bench', 'heads', 'bench_heads', 'per-frame cost of each task head next to the backbone'),
     ('bench', 'dds', 'bench_dds', 'camera frames delivered over DDS on this host, per set-up'),
     ('bench', 'node', 'bench_node', 'node latency over the same model in-process, per stage'),
+    ('bench', 'cameras', 'bench_cameras', 'node frames/s with 1, 2, 4, ... cameras, batched'),
     ('bench', 'train', 'bench_train', 'training images/s and memory with 1, 2, ... processes'),
     (None, 'train', 'train', 'train IL/UR/SUR models (segmentation, detection, pose)'),
     (None, 'eval', 'evaluate', "the paper's streaming evaluation (metric vs offset)"),

@@ -7,6 +7,7 @@ a backlog. Every output carries the input frame's header unchanged. The model ma
 :mod:`streamdeq_ros.pipeline`; this module converts, calls and publishes.
 """
 import json
+import queue
 import sys
 import threading
 import time
@@ -41,6 +42,10 @@ OUTPUTS = {'segmentation': [('class', Image, 'segmentation/class_mask'),
            'detection': [('detections', Detection2DArray, 'detections')],
            'pose': [('keypoints', PointCloud2, 'keypoints'),
                     ('persons', Detection2DArray, 'keypoints/persons')]}
+#: the outputs that need the class mask
+MASK_USERS = {'class', 'color', 'overlay'}
+#: solved frames (and partial results) waiting for the output thread; the worker waits when full
+OUTPUT_QUEUE = 4
 #: estimated upstream loss above which diagnostics warn
 LOSS_WARN = 0.05
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -90,6 +95,25 @@ class _Camera:
         self.pubs: Dict[str, object] = {}
 
 
+class _Job:
+    """One camera's frame on its way from the worker to the output thread."""
+
+    def __init__(self, cam, msg, rgb, t0: float, stages: Dict[str, float]):
+        self.cam, self.msg, self.rgb, self.t0, self.stages = cam, msg, rgb, t0, stages
+        self.result = None              # None: a partial result
+        self.out: Optional[FrameOutput] = None
+        self.batch = 1
+        self.queued = 0.0
+        self.published: List[str] = []  # keys of the partial outputs published
+
+    def partial(self, out: FrameOutput) -> '_Job':
+        """Return the job that publishes a partial result of this frame."""
+        job = _Job(self.cam, self.msg, self.rgb, self.t0, self.stages)
+        job.out = out
+        job.published = self.published
+        return job
+
+
 class StreamDEQNode(LifecycleNode):
     """Lifecycle node: configure loads the model, activate subscribes, deactivate frees."""
 
@@ -104,7 +128,11 @@ class StreamDEQNode(LifecycleNode):
             raise StartupError(refused)
         self.cfg = {n: P.coerce(n, v) for n, v in values.items()}
         self.add_on_set_parameters_callback(self._on_set)
-        self.default_threads = torch.get_num_threads()
+        # threads 0: while frames wait, one per core but one, which the output thread and DDS
+        # need (on 2 cores the solver with 2 threads beside them ran 4 cameras at 38 frames/s,
+        # with 1 at 74); while none wait, one per core
+        self.all_threads = torch.get_num_threads()
+        self.default_threads = max(1, self.all_threads - 1)
         self.solver_threads = self.default_threads
         # Only the worker thread computes with several threads. An OpenMP pool on this thread
         # too (it loads the model) makes two pools on the cores, and then OpenMP stops spinning
@@ -114,6 +142,8 @@ class StreamDEQNode(LifecycleNode):
         self.cams: List[_Camera] = []
         self.cond = threading.Condition()
         self.worker = None
+        self.output = None
+        self.outq: Optional[queue.Queue] = None
         self._turn = 0                  # round robin over the cameras with a pending frame
         self.running = False
         self.active = False
@@ -213,6 +243,9 @@ class StreamDEQNode(LifecycleNode):
                 CompressedImage if compressed else Image, topic,
                 lambda msg, c=cam: self._on_frame(c, msg), qos)
         self.running = True
+        self.outq = queue.Queue(maxsize=OUTPUT_QUEUE)
+        self.output = threading.Thread(target=self._output, daemon=True)
+        self.output.start()
         self.worker = threading.Thread(target=self._work, daemon=True)
         self.worker.start()
         self.active = True
@@ -226,6 +259,10 @@ class StreamDEQNode(LifecycleNode):
         if self.worker is not None:
             self.worker.join(timeout=30)
             self.worker = None
+        if self.output is not None:     # after the worker: the outputs it queued go out first
+            self.outq.put(None)
+            self.output.join(timeout=30)
+            self.output = None
         for cam in self.cams:
             if cam.sub is not None:
                 self.destroy_subscription(cam.sub)
@@ -318,7 +355,11 @@ class StreamDEQNode(LifecycleNode):
                 if taken is None:
                     return
                 cfg = dict(self.cfg)
-            threads = cfg['threads'] or self.default_threads
+                # busy: more frames than this one are waiting. Then the output thread builds
+                # and publishes while the worker solves on the other cores; otherwise the
+                # worker spends every core on the frame and computes its mask itself.
+                busy = len(taken) > 1 or any(c.pending is not None for c in self.cams)
+            threads = cfg['threads'] or (self.default_threads if busy else self.all_threads)
             if torch.get_num_threads() != threads:
                 # between frames, on the solving thread (OpenMP's thread count is per thread)
                 torch.set_num_threads(threads)
@@ -328,7 +369,7 @@ class StreamDEQNode(LifecycleNode):
                     if reset:           # here, between frames, never in the middle of one
                         cam.session.reset()
                         cam.tracker.reset()
-                self._process(taken, cfg)
+                self._process(taken, cfg, busy)
             except Exception as exc:    # noqa: B902 - a frame must never take the node down
                 if not self.running or not self.context.ok():
                     return              # shutting down: the frame in flight is not an error
@@ -343,17 +384,28 @@ class StreamDEQNode(LifecycleNode):
             self._last_warn = now
             self.get_logger().warn(text)
 
-    def _publish(self, cam, stage: str, out: FrameOutput, header, times: Dict[str, float]
+    def _wanted(self, cam, stage: str) -> set:
+        """Return the output keys of ``stage`` ('' or 'partial/') someone subscribes to."""
+        keys = ('class', 'color', 'detections', 'persons', 'keypoints') + \
+            (('overlay',) if not stage else ())
+        return {k for k in keys if (stage + k if k != 'overlay' else k) in cam.pubs
+                and cam.pubs[stage + k if k != 'overlay' else k].get_subscription_count() > 0}
+
+    def _publish(self, cam, stage: str, out: FrameOutput, header, rgb, times: Dict[str, float]
                  ) -> List[str]:
         """Build and publish the outputs someone subscribes to; return their keys.
 
-        ``times`` gets the milliseconds spent building messages and publishing them.
+        The class mask is computed here (from the deferred logits) only when the class mask,
+        colour mask or overlay is wanted. ``times`` gets the milliseconds of the mask, of
+        building messages and of publishing them.
         """
         pubs = cam.pubs
-        wanted = {k for k in ('class', 'color', 'detections', 'persons', 'keypoints')
-                  if stage + k in pubs and pubs[stage + k].get_subscription_count() > 0}
-        msgs = []
+        wanted = self._wanted(cam, stage)
         t0 = time.perf_counter()
+        if wanted & MASK_USERS:
+            self.pipeline.finish_mask(out)
+        t1 = time.perf_counter()
+        msgs = []
         if out.mask is not None:
             if 'class' in wanted:
                 msgs.append(('class', fill_image(Image(), out.mask, 'mono8', header)))
@@ -371,22 +423,25 @@ class StreamDEQNode(LifecycleNode):
                                                        header)))
             if 'keypoints' in wanted:
                 msgs.append(('keypoints', keypoints_cloud(out.keypoints, p.ids, header)))
-        t1 = time.perf_counter()
-        for key, msg in msgs:
-            pubs[stage + key].publish(msg)
+        if 'overlay' in wanted:
+            msgs.append(('overlay', fill_image(Image(), self.pipeline.overlay(rgb, out), 'rgb8',
+                                               header)))
         t2 = time.perf_counter()
-        times['messages'] = times.get('messages', 0.0) + (t1 - t0) * 1e3
-        times['publish'] = times.get('publish', 0.0) + (t2 - t1) * 1e3
-        return [stage + k for k, _ in msgs]
+        for key, msg in msgs:
+            pubs[key if key == 'overlay' else stage + key].publish(msg)
+        t3 = time.perf_counter()
+        for name, dt in (('mask', t1 - t0), ('messages', t2 - t1), ('publish', t3 - t2)):
+            times[name] = times.get(name, 0.0) + dt * 1e3
+        return [k if k == 'overlay' else stage + k for k, _ in msgs]
 
-    def _partial_wanted(self, cams) -> bool:
-        return any(cam.pubs[k].get_subscription_count() > 0 for cam in cams
-                   for k in cam.pubs if k.startswith('partial/'))
+    def _process(self, taken, cfg, busy: bool):
+        """Convert, solve and read the heads of a batch; queue the outputs for publishing.
 
-    def _process(self, taken, cfg):
+        The class masks are left to the output thread when ``busy`` or when no one wants one.
+        """
         t0 = time.perf_counter()
         limit = cfg['max_input_pixels']
-        cams, msgs, frames, waits, convert = [], [], [], [], []
+        jobs = []
         for cam, msg, _, wait in taken:
             c0 = time.perf_counter()
             try:
@@ -398,67 +453,86 @@ class StreamDEQNode(LifecycleNode):
                 continue
             if cam.session is None:
                 continue
-            cams.append(cam)
-            msgs.append(msg)
-            frames.append(rgb)
-            waits.append(wait * 1e3)
-            convert.append((time.perf_counter() - c0) * 1e3)
-        if not cams:
+            jobs.append(_Job(cam, msg, rgb, t0, {'wait': wait * 1e3,
+                                                 'convert': (time.perf_counter() - c0) * 1e3}))
+        if not jobs:
             return
-        partial_at = [cfg['partial_iters']] if cfg['publish_partial'] and \
-            self._partial_wanted(cams) else []
-        times = [{} for _ in cams]
-        published = [[] for _ in cams]
+        partial = cfg['publish_partial'] and any(self._wanted(j.cam, 'partial/') for j in jobs)
+        kwargs = {'partial_at': [cfg['partial_iters']] if partial else [],
+                  'mask_resolution': cfg['mask_resolution'],
+                  'score_threshold': cfg['score_threshold'],
+                  'defer_masks': busy or not any(self._wanted(j.cam, stage) & MASK_USERS
+                                                 for j in jobs for stage in ('', 'partial/'))}
 
         def on_partial(i, out):
-            published[i] += self._publish(cams[i], 'partial/', out, msgs[i].header, times[i])
+            self._queue(jobs[i].partial(out))
 
-        kwargs = {'partial_at': partial_at, 'mask_resolution': cfg['mask_resolution'],
-                  'score_threshold': cfg['score_threshold']}
-        if len(cams) == 1 and not self.pipeline.solver_batches(cams[0].session.solver):
+        first = jobs[0]
+        if len(jobs) == 1 and not self.pipeline.solver_batches(first.cam.session.solver):
+            kwargs.pop('defer_masks')
             try:
-                results = [self.pipeline.process(cams[0].session, frames[0],
+                results = [self.pipeline.process(first.cam.session, first.rgb,
                                                  on_partial=lambda o: on_partial(0, o),
-                                                 tracker=cams[0].tracker, **kwargs)]
+                                                 tracker=first.cam.tracker, **kwargs)]
             except NonFiniteStateError as exc:
                 results = [exc]
         else:
             results = self.pipeline.process_batch(
-                [c.session for c in cams], frames, on_partial=on_partial,
-                trackers=[c.tracker for c in cams], **kwargs)
-        for i, (cam, msg, rgb, res) in enumerate(zip(cams, msgs, frames, results)):
+                [j.cam.session for j in jobs], [j.rgb for j in jobs], on_partial=on_partial,
+                trackers=[j.cam.tracker for j in jobs], **kwargs)
+        for job, res in zip(jobs, results):
             if isinstance(res, NonFiniteStateError):
-                cam.rejected += 1
-                self._warn('camera %s: %s' % (cam.topic, res))
+                job.cam.rejected += 1
+                self._warn('camera %s: %s' % (job.cam.topic, res))
                 continue
-            result, out = res
-            published[i] += self._publish(cam, '', out, msg.header, times[i])
-            if cam.pubs['overlay'].get_subscription_count() > 0:
-                m0 = time.perf_counter()
-                image = fill_image(Image(), self.pipeline.overlay(rgb, out), 'rgb8', msg.header)
-                m1 = time.perf_counter()
-                cam.pubs['overlay'].publish(image)
-                times[i]['messages'] = times[i].get('messages', 0.0) + (m1 - m0) * 1e3
-                times[i]['publish'] = times[i].get('publish', 0.0) + \
-                    (time.perf_counter() - m1) * 1e3
-                published[i].append('overlay')
-            latency = (time.perf_counter() - t0) * 1e3
-            with self.cond:
-                cam.processed += 1
-                cam.monitor.processed(time.monotonic(), latency)
-            stages = {'wait': waits[i], 'convert': convert[i]}
-            stages.update(out.stages_ms)
-            stages.update(times[i])
-            self.status_pub.publish(String(data=json.dumps({
-                'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
-                'frame_id': msg.header.frame_id, 'iters': result.iters,
-                'final_residual': result.final_residual, 'latency_ms': round(latency, 3),
-                'warm': result.warm, 'reset': result.reset, 'stage': 'refined',
-                'partials': [p.iteration for p in result.partials],
-                'detections': None if out.detections is None else len(out.detections.ids),
-                'persons': None if out.persons is None else len(out.persons.ids),
-                'batch': len(cams), 'published': published[i],
-                'stages_ms': {k: round(v, 3) for k, v in stages.items()}})))
+            job.result, job.out = res
+            job.stages.update(job.out.stages_ms)
+            job.batch = len(jobs)
+            self._queue(job)
+
+    def _queue(self, job: '_Job'):
+        job.queued = time.perf_counter()
+        self.outq.put(job)
+
+    def _output(self):
+        """Publish what the worker solved, in order (partial results before their frame's)."""
+        torch.set_num_threads(1)        # no second OpenMP pool (see __init__)
+        while True:
+            job = self.outq.get()
+            if job is None:
+                return
+            try:
+                self._emit(job)
+            except Exception as exc:    # noqa: B902 - an output must never take the node down
+                if not self.context.ok():
+                    return
+                self._warn('camera %s: output dropped: %s' % (job.cam.topic, exc))
+
+    def _emit(self, job: '_Job'):
+        cam, msg = job.cam, job.msg
+        job.stages['queue'] = job.stages.get('queue', 0.0) + \
+            (time.perf_counter() - job.queued) * 1e3
+        stage = 'partial/' if job.result is None else ''
+        job.published.extend(self._publish(cam, stage, job.out, msg.header, job.rgb,
+                                           job.stages))
+        if job.result is None:          # a partial result: its frame's status comes later
+            return
+        published = job.published
+        latency = (time.perf_counter() - job.t0) * 1e3
+        with self.cond:
+            cam.processed += 1
+            cam.monitor.processed(time.monotonic(), latency)
+        result, out = job.result, job.out
+        self.status_pub.publish(String(data=json.dumps({
+            'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
+            'frame_id': msg.header.frame_id, 'iters': result.iters,
+            'final_residual': result.final_residual, 'latency_ms': round(latency, 3),
+            'warm': result.warm, 'reset': result.reset, 'stage': 'refined',
+            'partials': [p.iteration for p in result.partials],
+            'detections': None if out.detections is None else len(out.detections.ids),
+            'persons': None if out.persons is None else len(out.persons.ids),
+            'batch': job.batch, 'published': published,
+            'stages_ms': {k: round(v, 3) for k, v in job.stages.items()}})))
 
     def _on_reset(self, request, response):
         # The worker applies it before each camera's next frame: a reset that arrived while a

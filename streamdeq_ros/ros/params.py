@@ -96,8 +96,8 @@ PARAMS: List[Param] = [
     Param('input_size', MODEL_SIZE, 'network input [height, width], multiples of 32; '
           "[0, 0] = the model's", True, check=_input_size_ok,
           rule="[height, width] in positive multiples of 32, or [0, 0] for the model's size"),
-    Param('threads', 0, "torch intra-op threads (0: torch's default, one per core); 1 keeps "
-          'latency steady when other processes load the CPU', num_range=(0, 256)),
+    Param('threads', 0, 'torch intra-op threads of the solver (0: one per core, but while '
+          'frames wait one fewer, for the output thread and DDS)', num_range=(0, 256)),
     Param('iters', 2, 'solver iterations per frame (applies from the next frame)',
           num_range=(1, 100)),
     Param('solver', 'unroll', "'unroll' or 'broyden'", choices=('unroll', 'broyden')),
