@@ -6,9 +6,9 @@
 #
 # 1. the tests that take a CUDA path when CUDA is there (sessions on the device, parameters);
 # 2. latency against iters on the GPU (bench node: the node over DDS against in-process);
-# 3. 1 / 4 / 8 cameras batched and one at a time (bench cameras), both bundled models.
-# Not here yet (issue #12, section 3, not built): the onnxruntime CUDA provider and the fixed-M
-# loop captured in a CUDA graph.
+# 3. 1 / 4 / 8 cameras batched and one at a time (bench cameras), both bundled models;
+# 4. the onnxruntime backend (its CUDA provider needs the onnxruntime-gpu wheel).
+# Not built yet (issue #12): the fixed-M loop captured in a CUDA graph.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${STREAMDEQ_VENV:-$ROOT/.venv}/bin/python"
@@ -34,5 +34,9 @@ for model in multi_tiny_sur multi_192_sur; do
     --seconds 6 --rounds 2 --out "$OUT/cameras_${model}.json" 2>/dev/null | grep '^|' \
     || status=1
 done
+"$PY" -c 'import onnxruntime as o; print("gpu_check: onnxruntime providers", o.get_available_providers())'
+"$PY" -m streamdeq_ros.cli bench node --checkpoint multi_tiny_sur --backend onnxruntime \
+  --subscribe class --frames 60 --out "$OUT/node_multi_tiny_sur_onnxruntime.json" 2>/dev/null \
+  | tail -2 || status=1
 echo "gpu_check: results in $OUT (exit $status)"
 exit $status

@@ -91,11 +91,17 @@ def _run_size(width, height, args, checkpoint):
     from .tracking import IoUTracker
 
     device = 'cuda' if torch.cuda.is_available() else 'cpu'     # what the node's 'auto' picks
-    net, card = load_net(checkpoint, device)
+    if args.backend == 'onnxruntime':
+        from .ort_backend import ort_net
+        net, card = ort_net(checkpoint)
+        device = 'onnxruntime (%s)' % ', '.join(net.providers)
+    else:
+        net, card = load_net(checkpoint, device)
     pipeline = FramePipeline(net, card)
     session, tracker = pipeline.new_session('in-process'), IoUTracker()
     frames = bench_frames(width, height, args.frames + args.warmup)
     proc = start_node([TOPIC], {'checkpoint': checkpoint, 'iters': args.iters,
+                                'backend': args.backend,
                                 'input_qos': 'reliable', 'publish_partial': 'true'})
     rclpy.init()
     node = Node('bench_node_client')
@@ -162,7 +168,7 @@ def _run_size(width, height, args, checkpoint):
     med['end_to_end_overhead'] = round(med['end_to_end_ms'] / med['in_process_ms'] - 1, 4)
     med.update(width=width, height=height, subscribe=args.subscribe, frames=len(rows),
                published=rows[-1]['published'], device=device)
-    if device == 'cuda':
+    if device == 'cuda':       # torch on the GPU
         med['in_process_peak_device_mb'] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
     return med
 
@@ -175,6 +181,8 @@ def add_arguments(p):
     p.add_argument('--subscribe', default='class,all',
                    help="comma list of 'class' (refined class mask only) and 'all'")
     p.add_argument('--iters', type=int, default=2, help='iterations per frame')
+    p.add_argument('--backend', default='torch', choices=['torch', 'onnxruntime'],
+                   help='the network runtime, in the node and in-process')
     p.add_argument('--frames', type=int, default=60, help='measured frames per run')
     p.add_argument('--warmup', type=int, default=10, help='frames before measuring')
     p.add_argument('--threads', type=int, default=0,
@@ -210,6 +218,7 @@ def run(args) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as fh:
         json.dump({'checkpoint': os.path.relpath(checkpoint), 'iters': args.iters,
+                   'backend': args.backend,
                    'runs': runs}, fh, indent=1)
     print('| camera | subscribed | in-process ms | node ms | overhead | end-to-end ms | '
           + ' | '.join(STAGES) + ' |')

@@ -14,6 +14,7 @@ COMMANDS = (
     ('bench', 'train', 'bench_train', 'training images/s and memory with 1, 2, ... processes'),
     (None, 'train', 'train', 'train IL/UR/SUR models (segmentation, detection, pose)'),
     (None, 'eval', 'evaluate', "the paper's streaming evaluation (metric vs offset)"),
+    (None, 'export', 'export', 'the network as ONNX graphs (inject, f, heads)'),
     (None, 'demo', 'demo', 'node + video source as processes, iters switched live'),
 )
 

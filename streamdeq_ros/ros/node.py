@@ -32,6 +32,7 @@ from .shutdown import init_with_stop_flag, spin_until_stopped
 from ..model.checkpoint import CheckpointError, load_net
 from ..models import bundled_checkpoint
 from ..monitor import StreamMonitor
+from ..ort_backend import ort_net
 from ..pipeline import FrameOutput, FramePipeline
 from ..stream import IterationBudget, NonFiniteStateError
 from ..tracking import IoUTracker
@@ -186,13 +187,17 @@ class StreamDEQNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         path = self.cfg['checkpoint'] or bundled_checkpoint()
         try:
-            net, card = load_net(path, dev)
             size = self.cfg['input_size']
             size = None if size == P.MODEL_SIZE else tuple(size)
+            if self.cfg['backend'] == 'onnxruntime':
+                net, card = ort_net(path, size, self.cfg['threads'])
+                dev = 'onnxruntime (%s)' % ', '.join(net.providers)
+            else:
+                net, card = load_net(path, dev)
             budget = IterationBudget(self.cfg['iters'], self.cfg['tol'] or None,
                                      self.cfg['deadline_ms'])
             self.pipeline = FramePipeline(net, card, size, self.cfg['solver'], budget)
-        except (CheckpointError, ValueError) as exc:
+        except (CheckpointError, ValueError, ImportError) as exc:
             self.get_logger().error('cannot configure: %s' % exc)
             return TransitionCallbackReturn.FAILURE
         self.card, self.device = card, dev

@@ -91,6 +91,9 @@ PARAMS: List[Param] = [
     Param('input_depth', 1, 'subscription queue depth (1: always the newest frame)', True,
           num_range=(1, 100)),
     Param('checkpoint', '', "model checkpoint; '' = the bundled default", True),
+    Param('backend', 'torch', "'torch' (eager PyTorch) or 'onnxruntime' (the graphs of "
+          '`streamdeq export`, exported once into ~/.cache/streamdeq_ros; CUDA provider when '
+          'available)', True, ('torch', 'onnxruntime')),
     Param('device', 'auto', "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'", True,
           check=_device_ok, rule="'auto', 'cpu', 'cuda' or 'cuda:N'"),
     Param('input_size', MODEL_SIZE, 'network input [height, width], multiples of 32; '

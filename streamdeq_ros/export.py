@@ -1,0 +1,175 @@
+"""``streamdeq export``: the network as ONNX graphs; the iteration loop stays in Python.
+
+Three graphs, so that the warm start, ``iters``, the tolerance, the deadline and partial
+results stay in :class:`~streamdeq_ros.stream.StreamSession` and ``iters`` stays a live
+parameter under any runtime:
+
+- ``inject.onnx``: normalised frame ``x`` (N, 3, H, W) -> injection ``u`` (the stem);
+- ``f.onnx``: state ``z0 .. zB-1`` and ``u`` -> the next state (one application of f);
+- ``heads.onnx`` (one image): ``z0 .. zB-1`` and ``score_threshold`` -> ``seg_logits``;
+  ``boxes``, ``labels``, ``scores`` (torchvision's Faster R-CNN post-processing as it
+  exports: score filter, box decoding, NMS); ``keypoints`` (P, J, 3) of the detected persons
+  scoring at least ``score_threshold``, in order.
+
+``inject`` and ``f`` have dynamic batch and spatial axes. ``heads`` is for one image at the
+exported input size (the detector's anchors are fixed by it, as in torchvision's own exports);
+``card.json`` records that size.
+``card.json`` holds the model card, the graphs' input and output names and the versions used.
+"""
+import hashlib
+import json
+import os
+import sys
+from typing import List, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .model.checkpoint import load_net
+from .model.heads.common import finest_features
+from .model.heads.pose import decode_heatmaps
+
+OPSET = 17
+GRAPHS = ('inject', 'f', 'heads')
+
+
+class _Inject(nn.Module):
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        return self.backbone.inject(x)[0]
+
+
+class _F(nn.Module):
+
+    def __init__(self, backbone, branches: int):
+        super().__init__()
+        self.backbone, self.branches = backbone, branches
+
+    def forward(self, *zu):
+        z, u = list(zu[:-1]), [zu[-1]] + [None] * (self.branches - 1)
+        return tuple(self.backbone.f(z, u))
+
+
+class _Heads(nn.Module):
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, *z_thr):
+        z, thr = list(z_thr[:-1]), z_thr[-1]
+        net = self.net
+        out: List[torch.Tensor] = []
+        features = finest_features(z)
+        if 'segmentation' in net.heads:
+            out.append(net.heads['segmentation'](z, features))
+        if 'detection' in net.heads:
+            d = net.heads['detection'](z)[0][0]
+            out += [d['boxes'], d['labels'], d['scores']]
+            if 'pose' in net.heads:
+                keep = (d['labels'] == net.person_label) & (d['scores'] >= thr)
+                size = (z[0].shape[-2] * net.state_stride, z[0].shape[-1] * net.state_stride)
+                # one extra whole-image box, dropped again: an image without persons would
+                # otherwise give zero-sized tensors the graph cannot reshape (per box
+                # independent, so the real boxes' joints are unchanged)
+                extra = z[0].new_tensor([[0.0, 0.0, float(size[1]), float(size[0])]])
+                heat, crops = net.heads['pose'](z, [torch.cat([d['boxes'][keep], extra])],
+                                                features)
+                out.append(decode_heatmaps(heat, crops, size)[:-1])
+        return tuple(out)
+
+
+def output_names(heads: Sequence[str]) -> List[str]:
+    """Return the heads graph's outputs for a network with ``heads``."""
+    names = ['seg_logits'] if 'segmentation' in heads else []
+    if 'detection' in heads:
+        names += ['boxes', 'labels', 'scores'] + (['keypoints'] if 'pose' in heads else [])
+    return names
+
+
+def _example(net, h: int, w: int):
+    """Two generated street frames and their streamed states (persons detected in them).
+
+    Tracing follows the example's branches: a state in which the detector finds persons
+    makes the pose path part of the heads graph.
+    """
+    from .data.street import StreetClip
+    from .stream import StreamSession
+    frames, states = [], []
+    for seed in (3, 5):
+        clip = StreetClip(seed, h, w)
+        session = StreamSession(net.backbone)
+        for t in range(8):
+            xt = net.normalize(torch.from_numpy(np.ascontiguousarray(clip[t][0]))
+                               .permute(2, 0, 1)[None])
+            session.step(xt, iters=2)
+        frames.append(xt)
+        states.append(session.state)
+    return torch.cat(frames), [torch.cat(ts) for ts in zip(*states)]
+
+
+def export_onnx(checkpoint: str, out_dir: str, height: int = 0, width: int = 0) -> dict:
+    """Write the three graphs and ``card.json`` for ``checkpoint`` to ``out_dir``; return it.
+
+    ``height``/``width`` (default the card's input size) only shape the example inputs; the
+    graphs take any size that is a multiple of the network's stride.
+    """
+    net, card = load_net(checkpoint)
+    net.eval()
+    h = height or card['input']['height']
+    w = width or card['input']['width']
+    backbone = net.backbone
+    branches = backbone.cfg.num_branches
+    x, z = _example(net, h, w)
+    with torch.no_grad():
+        u = backbone.inject(x)
+    zn = ['z%d' % i for i in range(len(z))]
+    spatial = {0: 'batch', 2: 'height', 3: 'width'}
+    os.makedirs(out_dir, exist_ok=True)
+    heads = list(net.heads.keys())
+    outs = output_names(heads)
+    plans = {
+        'inject': (_Inject(backbone), (x,), ['x'], ['u'], {'x': spatial, 'u': spatial}),
+        'f': (_F(backbone, branches), tuple(z) + (u[0],), zn + ['u'], ['next_' + n for n in zn],
+              dict({n: spatial for n in zn + ['u']},
+                   **{'next_' + n: spatial for n in zn})),
+        'heads': (_Heads(net), tuple(t[:1] for t in z) + (torch.tensor(0.5),),
+                  zn + ['score_threshold'], outs, {}),
+    }
+    for name, (module, args, inputs, outputs, axes) in plans.items():
+        with torch.no_grad():
+            torch.onnx.export(module.eval(), args, os.path.join(out_dir, name + '.onnx'),
+                              input_names=inputs, output_names=outputs, dynamic_axes=axes,
+                              opset_version=OPSET, dynamo=False)
+    with open(checkpoint, 'rb') as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    info = {'checkpoint_sha256': digest, 'opset': OPSET, 'torch': torch.__version__,
+            'input_size': [h, w],
+            'graphs': {g: g + '.onnx' for g in GRAPHS}, 'state': zn,
+            'heads_outputs': outs, 'card': card}
+    with open(os.path.join(out_dir, 'card.json'), 'w') as fh:
+        json.dump(info, fh, indent=1)
+    return info
+
+
+def add_arguments(p):
+    """Add the command's options."""
+    p.add_argument('--checkpoint', default='',
+                   help="model ('' = the bundled default; a bundled name or a path)")
+    p.add_argument('--format', default='onnx', choices=['onnx'], help='export format')
+    p.add_argument('--out', required=True, help='output directory')
+
+
+def run(args) -> int:
+    """Export and say what was written."""
+    from .bench_node import resolve_checkpoint
+    info = export_onnx(resolve_checkpoint(args.checkpoint), args.out)
+    print('wrote %s: %s, card.json (opset %d; heads outputs %s)'
+          % (args.out, ', '.join(info['graphs'].values()), info['opset'],
+             ', '.join(info['heads_outputs'])), file=sys.stderr)
+    return 0

@@ -1,0 +1,166 @@
+"""The network run by onnxruntime from ``streamdeq export`` graphs, behind the torch interface.
+
+:class:`OrtNet` stands in for :class:`~streamdeq_ros.model.network.StreamDEQNet` wherever the
+pipeline and the sessions use one: ``backbone`` (``inject``, ``f``, ``zeros``,
+``state_matches``), ``perceive``, ``normalize``, ``persons`` and the head metadata. The
+iteration loop, warm start, tolerance, deadline and partial results stay in
+:class:`~streamdeq_ros.stream.StreamSession`, so ``iters`` stays live. States are torch CPU
+tensors shared with onnxruntime as numpy views. Graphs come from a directory that
+:func:`~streamdeq_ros.export.export_onnx` wrote, or are exported once into a cache directory
+keyed by the checkpoint's hash (:func:`ort_net`).
+"""
+import hashlib
+import json
+import os
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .export import export_onnx
+from .model.checkpoint import load_net
+from .model.network import Perception
+
+PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
+
+
+def _session(path: str, threads: int = 0):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    # onnxruntime's threads spin between runs by default; beside torch's and the node's other
+    # threads that made a frame 72 ms instead of 11 ms on 2 cores (multi_tiny_sur, 640x480)
+    opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    available = ort.get_available_providers()
+    return ort.InferenceSession(path, opts, providers=[p for p in PROVIDERS if p in available])
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+class OrtBackbone:
+    """``inject`` and ``f`` by onnxruntime; shapes and zero states from the torch backbone."""
+
+    def __init__(self, torch_backbone, inject, f, state_names: Sequence[str]):
+        """Wrap two onnxruntime sessions; ``torch_backbone`` gives shapes only."""
+        self.torch = torch_backbone
+        self.cfg = torch_backbone.cfg
+        self.inject_sess, self.f_sess, self.names = inject, f, list(state_names)
+
+    def parameters(self):
+        """Return the torch backbone's tensors (the device the states live on: the CPU)."""
+        return self.torch.parameters()
+
+    def inject(self, x: torch.Tensor) -> List[Optional[torch.Tensor]]:
+        """Return the injection u = (u0, None, ...) as the torch backbone does."""
+        self.torch.check_input(x)
+        u0 = self.inject_sess.run(['u'], {'x': _np(x)})[0]
+        return [torch.from_numpy(u0)] + [None] * (self.cfg.num_branches - 1)
+
+    def zeros(self, u):
+        """Return the all-zero state for ``u``."""
+        return self.torch.zeros(u)
+
+    def state_matches(self, z, u) -> bool:
+        """Return whether ``z`` can warm-start a frame with injection ``u``."""
+        return self.torch.state_matches(z, u)
+
+    def f(self, z: Sequence[torch.Tensor], u) -> List[torch.Tensor]:
+        """Apply the equilibrium block once."""
+        feeds = {n: _np(t) for n, t in zip(self.names, z)}
+        feeds['u'] = _np(u[0])
+        return [torch.from_numpy(a) for a in self.f_sess.run(None, feeds)]
+
+
+class OrtNet:
+    """A :class:`StreamDEQNet` stand-in whose computation is onnxruntime's (see module doc)."""
+
+    def __init__(self, net, directory: str, threads: int = 0):
+        """Use the graphs in ``directory`` for ``net`` (a loaded torch network: metadata)."""
+        with open(os.path.join(directory, 'card.json')) as fh:
+            info = json.load(fh)
+        graphs = {g: _session(os.path.join(directory, info['graphs'][g]), threads)
+                  for g in ('inject', 'f', 'heads')}
+        self.torch_net = net
+        self.info = info
+        self.backbone = OrtBackbone(net.backbone, graphs['inject'], graphs['f'], info['state'])
+        self.heads_sess = graphs['heads']
+        self.heads_outputs = info['heads_outputs']
+        self.providers = graphs['f'].get_providers()
+        for name in ('cfg', 'heads', 'mean', 'std', 'specs', 'state_stride'):
+            setattr(self, name, getattr(net, name))
+
+    def __getattr__(self, name):
+        # metadata the pipeline reads (det_classes, joint_names, person_label, ...)
+        return getattr(self.__dict__['torch_net'], name)
+
+    def eval(self) -> 'OrtNet':  # noqa: A003 - the torch module's method it stands in for
+        """Return self (inference only)."""
+        return self
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalise as the torch network does."""
+        return self.torch_net.normalize(images)
+
+    def persons(self, detections, score_threshold: float) -> torch.Tensor:
+        """Mask of one image's detections that are persons scoring at least the threshold."""
+        return self.torch_net.persons(detections, score_threshold)
+
+    def perceive(self, z: List[torch.Tensor], heads: Optional[Sequence[str]] = None,
+                 score_threshold: float = 0.5) -> Perception:
+        """Run the heads graph per image of the batch; the same structure as the torch one."""
+        out = Perception()
+        names = self.backbone.names
+        seg, dets, kps, index = [], [], [], []
+        for i in range(z[0].shape[0]):
+            feeds = {n: _np(t[i:i + 1]) for n, t in zip(names, z)}
+            feeds['score_threshold'] = np.asarray(score_threshold, np.float32)
+            got = dict(zip(self.heads_outputs,
+                           (torch.from_numpy(a) for a in self.heads_sess.run(None, feeds))))
+            if 'seg_logits' in got:
+                seg.append(got['seg_logits'])
+            if 'boxes' in got:
+                d = {'boxes': got['boxes'], 'labels': got['labels'], 'scores': got['scores']}
+                dets.append(d)
+                if 'keypoints' in got:
+                    kps.append(got['keypoints'])
+                    index.append(torch.nonzero(self.persons(d, score_threshold)).flatten())
+        out.seg_logits = torch.cat(seg) if seg else None
+        out.detections = dets or None
+        out.keypoints = kps or None
+        out.person_index = index or None
+        return out
+
+
+def cache_dir() -> str:
+    """Return where exported graphs are cached (``$STREAMDEQ_CACHE`` or ~/.cache)."""
+    root = os.environ.get('STREAMDEQ_CACHE') or os.path.join(
+        os.path.expanduser('~'), '.cache', 'streamdeq_ros')
+    return os.path.join(root, 'onnx')
+
+
+def ort_net(checkpoint: str, input_size=None, threads: int = 0):
+    """Return (OrtNet, card) for ``checkpoint``, exporting its graphs once into the cache.
+
+    ``input_size`` (H, W; default the card's) is the size the heads graph is exported for.
+    Raises ImportError with what to install when onnxruntime is missing.
+    """
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ImportError("backend 'onnxruntime' needs the onnxruntime and onnx packages "
+                          '(pip install onnxruntime onnx)') from None
+    net, card = load_net(checkpoint)
+    h, w = input_size or (card['input']['height'], card['input']['width'])
+    with open(checkpoint, 'rb') as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    directory = os.path.join(cache_dir(), '%s-%dx%d-torch%s' % (digest[:16], w, h,
+                                                                torch.__version__))
+    if not os.path.isfile(os.path.join(directory, 'card.json')):
+        tmp = '%s.tmp%d' % (directory, os.getpid())
+        export_onnx(checkpoint, tmp, h, w)
+        if not os.path.exists(directory):
+            os.replace(tmp, directory)
+    return OrtNet(net, directory, threads), card

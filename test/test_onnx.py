@@ -1,0 +1,135 @@
+"""The exported ONNX graphs under onnxruntime against eager torch, and the node's backend param.
+
+20 frames stream through the same pipeline code with both networks: states and logits agree to
+1e-4, masks are identical except at ties, boxes and keypoints agree; frames without persons
+work. The node runs with ``backend:=onnxruntime`` over DDS.
+"""
+import json
+import os
+import signal
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+import torch
+
+from node_harness import spin_until
+from streamdeq_ros.data.street import StreetClip
+from streamdeq_ros.executables import executable
+from streamdeq_ros.export import export_onnx
+from streamdeq_ros.model.checkpoint import load_net
+from streamdeq_ros.models import bundled_checkpoint
+from streamdeq_ros.ort_backend import ort_net, OrtNet
+from streamdeq_ros.pipeline import FramePipeline
+from streamdeq_ros.ros.image_conv import fill_image
+from streamdeq_ros.tracking import IoUTracker
+
+MODEL = bundled_checkpoint('multi_tiny_sur')
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('onnx'))
+    return out, export_onnx(MODEL, out)
+
+
+def test_export_writes_three_graphs_with_dynamic_axes_and_a_card(exported):
+    out, info = exported
+    assert sorted(os.listdir(out)) == ['card.json', 'f.onnx', 'heads.onnx', 'inject.onnx']
+    card = json.load(open(os.path.join(out, 'card.json')))
+    assert card['heads_outputs'] == ['seg_logits', 'boxes', 'labels', 'scores', 'keypoints']
+    assert card['input_size'] == [96, 192] and card['card']['variant'] == 'sur'
+    f = onnx.load(os.path.join(out, 'f.onnx'))
+    dims = [d.dim_param for d in f.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[0] == 'batch' and dims[2:] == ['height', 'width']
+
+
+def test_twenty_frames_agree_with_eager_torch(exported):
+    out, _ = exported
+    net, card = load_net(MODEL)
+    eager, ort = FramePipeline(net, card), FramePipeline(OrtNet(net, out), card)
+    a, b = eager.new_session('torch'), ort.new_session('ort')
+    ta, tb = IoUTracker(), IoUTracker()
+    clip = StreetClip(40, 150, 300)
+    persons = []
+    for t in range(20):
+        frame = clip[t][0]
+        thr = 1.01 if t == 10 else 0.5                   # frame 10: no person passes
+        ra, oa = eager.process(a, frame, iters=2, partial_at=[1], tracker=ta,
+                               score_threshold=thr)
+        rb, ob = ort.process(b, frame, iters=2, partial_at=[1], tracker=tb,
+                             score_threshold=thr)
+        for x, y in zip(a.state, b.state):
+            assert torch.allclose(x, y, atol=1e-4, rtol=1e-4)
+        with torch.inference_mode():
+            la = net.perceive(a.state, heads=['segmentation']).seg_logits
+            lb = ort.net.perceive(b.state).seg_logits
+        assert torch.allclose(la, lb, atol=1e-4, rtol=1e-4)
+        assert ra.final_residual == pytest.approx(rb.final_residual, rel=1e-4)
+        assert (oa.mask == ob.mask).mean() > 0.999
+        assert np.allclose(oa.detections.boxes, ob.detections.boxes, atol=1e-3)
+        assert (oa.detections.ids == ob.detections.ids).all()
+        assert oa.keypoints.shape == ob.keypoints.shape
+        assert np.allclose(oa.keypoints, ob.keypoints, atol=1e-3)
+        persons.append(len(oa.keypoints))
+    assert persons[10] == 0 and max(persons) > 0         # with and without persons
+
+
+def test_the_cache_exports_once_and_a_missing_runtime_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv('STREAMDEQ_CACHE', str(tmp_path))
+    root = os.path.join(str(tmp_path), 'onnx')
+    first, _ = ort_net(MODEL)
+    [entry] = os.listdir(root)
+    card = os.path.join(root, entry, 'card.json')
+    stamp = os.path.getmtime(card)
+    again, _ = ort_net(MODEL)
+    assert os.listdir(root) == [entry] and os.path.getmtime(card) == stamp
+    assert again.info['checkpoint_sha256'] == first.info['checkpoint_sha256']
+    import builtins
+    real = builtins.__import__
+
+    def no_ort(name, *args, **kwargs):
+        if name == 'onnxruntime':
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, '__import__', no_ort)
+    with pytest.raises(ImportError, match='pip install onnxruntime onnx'):
+        ort_net(MODEL)
+
+
+def test_the_node_runs_the_onnxruntime_backend(tmp_path):
+    env = dict(os.environ, STREAMDEQ_CACHE=str(tmp_path))
+    proc = subprocess.Popen(
+        [executable('streamdeq_node'), '--ros-args', '-p', 'cameras:=[/onnx_test/cam]',
+         '-p', 'checkpoint:=%s' % MODEL, '-p', 'backend:=onnxruntime',
+         '-p', 'input_qos:=reliable'], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    rclpy.init()
+    node = Node('onnx_test_client')
+    status = []
+    node.create_subscription(String, '/streamdeq/status',
+                             lambda m: status.append(json.loads(m.data)), 10)
+    pub = node.create_publisher(Image, '/onnx_test/cam',
+                                QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        clip = StreetClip(41, 96, 192)
+        for t in range(3):
+            msg = fill_image(Image(), clip[t][0], 'rgb8')
+            msg.header.stamp.sec = 10 + t
+            assert spin_until(node, lambda: pub.get_subscription_count() > 0, 60)
+            pub.publish(msg)
+            assert spin_until(node, lambda: any(s['stamp'][0] == 10 + t for s in status), 60)
+        assert status[-1]['iters'] == 2 and status[-1]['warm']
+        assert os.listdir(os.path.join(str(tmp_path), 'onnx'))      # exported at configure
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and 'onnxruntime (CPUExecutionProvider)' in err
