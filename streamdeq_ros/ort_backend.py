@@ -12,6 +12,7 @@ keyed by the checkpoint's hash (:func:`ort_net`).
 import hashlib
 import json
 import os
+import shutil
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -160,7 +161,13 @@ def ort_net(checkpoint: str, input_size=None, threads: int = 0):
                                                                 torch.__version__))
     if not os.path.isfile(os.path.join(directory, 'card.json')):
         tmp = '%s.tmp%d' % (directory, os.getpid())
-        export_onnx(checkpoint, tmp, h, w)
+        try:
+            export_onnx(checkpoint, tmp, h, w)
+        except Exception as exc:    # noqa: B902 - the exporter's errors have many types
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ValueError('cannot export %s to ONNX at %dx%d: %s'
+                             % (checkpoint, w, h, exc)) from exc
         if not os.path.exists(directory):
             os.replace(tmp, directory)
+        shutil.rmtree(tmp, ignore_errors=True)
     return OrtNet(net, directory, threads), card
