@@ -20,6 +20,8 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from streamdeq_ros.ros.video_source import GENERATED_SIZE
+
 
 @pytest.mark.launch_test
 def generate_test_description():
@@ -59,7 +61,7 @@ class TestPerceptionLaunch(unittest.TestCase):
                 if key >= first:                   # not sent before this client subscribed
                     self.assertIn(key, frames)     # the stamp of an input frame
                     self.assertEqual(m.header.frame_id, frames[key])
-                self.assertEqual((m.encoding, m.height, m.width), ('mono8', 128, 256))
+                self.assertEqual((m.encoding, m.height, m.width), ('mono8',) + GENERATED_SIZE)
             node.destroy_node()
         finally:
             rclpy.try_shutdown()
