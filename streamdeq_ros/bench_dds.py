@@ -20,7 +20,6 @@ the fraction delivered, and prints a table.
 """
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .executables import executable
+from .bench_node import private_domain_env, start_node
 
 SETUPS = ('default-be', 'default-rel', 'profile-be', 'profile-rel', 'profile-sub-be',
           'compressed-be', 'node-default-be', 'node-profile-be')
@@ -128,8 +127,7 @@ def run_one(width: int, height: int, setup: str, rate: float, seconds: float,
     reliable = setup.endswith('-rel')
     compressed = setup.startswith('compressed')
     to_node = setup.startswith('node-')
-    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 200)),
-               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    env = private_domain_env()
     env.pop('FASTDDS_DEFAULT_PROFILES_FILE', None)
     sub_env, pub_env = dict(env), dict(env)
     if 'profile' in setup:
@@ -143,10 +141,7 @@ def run_one(width: int, height: int, setup: str, rate: float, seconds: float,
             str(seconds)]
     me = [sys.executable, '-m', 'streamdeq_ros.bench_dds', '--child']
     if to_node:
-        sub = subprocess.Popen([executable('streamdeq_node'), '--ros-args',
-                                '-p', 'cameras:=[%s]' % TOPIC, '-p', 'threads:=1'],
-                               env=sub_env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        sub = start_node([TOPIC], {'threads': 1}, env=sub_env)
     else:
         sub = subprocess.Popen(me + ['sub'] + args + [done], env=sub_env,
                                stdout=subprocess.PIPE, text=True)

@@ -29,7 +29,6 @@ import time
 
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from .executables import executable
@@ -84,6 +83,8 @@ def _run_size(width, height, args, checkpoint):
     from sensor_msgs.msg import Image, PointCloud2
     from std_msgs.msg import String
     from vision_msgs.msg import Detection2DArray
+
+    import torch
 
     from .model.checkpoint import load_net
     from .pipeline import FramePipeline
@@ -200,6 +201,7 @@ def resolve_checkpoint(name: str) -> str:
 
 def run(args) -> int:
     """Run every size x subscription set and write the JSON."""
+    import torch
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoint = resolve_checkpoint(args.checkpoint)

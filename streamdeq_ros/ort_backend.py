@@ -90,24 +90,15 @@ class OrtNet:
         self.heads_sess = graphs['heads']
         self.heads_outputs = info['heads_outputs']
         self.providers = graphs['f'].get_providers()
-        for name in ('cfg', 'heads', 'mean', 'std', 'specs', 'state_stride'):
-            setattr(self, name, getattr(net, name))
 
     def __getattr__(self, name):
-        # metadata the pipeline reads (det_classes, joint_names, person_label, ...)
+        # the rest is the torch network's: metadata (cfg, heads, det_classes, person_label,
+        # ...), normalize and persons
         return getattr(self.__dict__['torch_net'], name)
 
     def eval(self) -> 'OrtNet':  # noqa: A003 - the torch module's method it stands in for
         """Return self (inference only)."""
         return self
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalise as the torch network does."""
-        return self.torch_net.normalize(images)
-
-    def persons(self, detections, score_threshold: float) -> torch.Tensor:
-        """Mask of one image's detections that are persons scoring at least the threshold."""
-        return self.torch_net.persons(detections, score_threshold)
 
     def perceive(self, z: List[torch.Tensor], heads: Optional[Sequence[str]] = None,
                  score_threshold: float = 0.5) -> Perception:

@@ -20,8 +20,8 @@ import torch
 
 from .model.heads.segmentation import class_ids
 from .model.network import HEADS, StreamDEQNet
-from .stream import (FrameResult, IterationBudget, NonFiniteStateError, PartialResult,
-                     step_batch, StreamSession)
+from .stream import (BATCH_SOLVERS, FrameResult, IterationBudget, NonFiniteStateError,
+                     PartialResult, step_batch, StreamSession)
 from .tracking import IoUTracker
 
 MASK_RESOLUTIONS = ('input', 'network')
@@ -161,7 +161,7 @@ class FramePipeline:
     @staticmethod
     def solver_batches(solver: str) -> bool:
         """Return whether frames of several cameras can share one solve with ``solver``."""
-        return solver == 'unroll'
+        return solver in BATCH_SOLVERS
 
     @property
     def device(self) -> torch.device:
@@ -248,10 +248,10 @@ class FramePipeline:
                 ) -> Tuple[FrameResult, FrameOutput]:
         """Run one frame through ``session``; partial outputs go to ``on_partial`` at once.
 
-        With the ``unroll`` solver this is :meth:`process_batch` with one session (raising its
-        :class:`NonFiniteStateError`); other solvers step the session alone.
+        With a solver that batches (``unroll``) this is :meth:`process_batch` with one session
+        (raising its :class:`NonFiniteStateError`); other solvers step the session alone.
         """
-        if session.solver == 'unroll':
+        if self.solver_batches(session.solver):
             out = self.process_batch([session], [rgb], iters, partial_at, mask_resolution,
                                      None if on_partial is None else
                                      (lambda i, o: on_partial(o)),

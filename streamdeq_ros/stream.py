@@ -26,6 +26,8 @@ from torch.nn.utils import parametrize
 from .model.solvers import SOLVERS, unroll_batch
 
 Readout = Callable[[List[torch.Tensor]], Any]
+#: the solvers :func:`step_batch` can run for several streams at once
+BATCH_SOLVERS = ('unroll',)
 
 
 class NonFiniteStateError(RuntimeError):
@@ -237,9 +239,9 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
     for s in sessions:
         if s.backbone is not first.backbone:
             raise ValueError('step_batch: stream %r has another backbone' % s.name)
-        if s.solver != 'unroll':
+        if s.solver not in BATCH_SOLVERS:
             raise ValueError('step_batch: stream %r uses solver %r; batched solving needs '
-                             'unroll' % (s.name, s.solver))
+                             '%s' % (s.name, s.solver, ' or '.join(BATCH_SOLVERS)))
     t0 = time.perf_counter()
     budget = first.budget
     if iters is not None:
@@ -276,7 +278,9 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
         out: List[Union[FrameResult, NonFiniteStateError]] = []
         for i, s in enumerate(sessions):
             had_state = s._z is not None
-            zi = [t[i:i + 1].clone() for t in result.z]
+            # a batch of one is the state itself; a slice of a larger batch is copied so the
+            # session does not keep the whole batch alive
+            zi = list(result.z) if n == 1 else [t[i:i + 1].clone() for t in result.z]
             if not StreamSession._finite(zi):
                 out.append(_restart_alone(s, frames[i:i + 1], budget, warm[i], i, partial_at,
                                           on_partial))

@@ -390,11 +390,13 @@ class StreamDEQNode(LifecycleNode):
             self.get_logger().warn(text)
 
     def _wanted(self, cam, stage: str) -> set:
-        """Return the output keys of ``stage`` ('' or 'partial/') someone subscribes to."""
-        keys = ('class', 'color', 'detections', 'persons', 'keypoints') + \
-            (('overlay',) if not stage else ())
-        return {k for k in keys if (stage + k if k != 'overlay' else k) in cam.pubs
-                and cam.pubs[stage + k if k != 'overlay' else k].get_subscription_count() > 0}
+        """Return the output keys of ``stage`` ('' or 'partial/') someone subscribes to.
+
+        A camera's publishers are keyed ``stage + key``; the overlay exists for '' only.
+        """
+        keys = ('class', 'color', 'detections', 'persons', 'keypoints', 'overlay')
+        return {k for k in keys if stage + k in cam.pubs
+                and cam.pubs[stage + k].get_subscription_count() > 0}
 
     def _publish(self, cam, stage: str, out: FrameOutput, header, rgb, times: Dict[str, float]
                  ) -> List[str]:
@@ -433,11 +435,11 @@ class StreamDEQNode(LifecycleNode):
                                                header)))
         t2 = time.perf_counter()
         for key, msg in msgs:
-            pubs[key if key == 'overlay' else stage + key].publish(msg)
+            pubs[stage + key].publish(msg)
         t3 = time.perf_counter()
         for name, dt in (('mask', t1 - t0), ('messages', t2 - t1), ('publish', t3 - t2)):
             times[name] = times.get(name, 0.0) + dt * 1e3
-        return [k if k == 'overlay' else stage + k for k, _ in msgs]
+        return [stage + k for k, _ in msgs]
 
     def _process(self, taken, cfg, busy: bool):
         """Convert, solve and read the heads of a batch; queue the outputs for publishing.
