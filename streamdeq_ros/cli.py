@@ -13,7 +13,9 @@ COMMANDS = (
     ('bench', 'cameras', 'bench_cameras', 'node frames/s with 1, 2, 4, ... cameras, batched'),
     ('bench', 'train', 'bench_train', 'training images/s and memory with 1, 2, ... processes'),
     (None, 'train', 'train', 'train IL/UR/SUR models (segmentation, detection, pose)'),
+    (None, 'train-peer', 'peers', 'train a torchvision peer (LR-ASPP, Faster R-CNN) to compare'),
     (None, 'eval', 'evaluate', "the paper's streaming evaluation (metric vs offset)"),
+    (None, 'eval-cuts', 'eval_cuts', 'accuracy after a hard cut: warm, oracle reset, detector'),
     (None, 'export', 'export', 'the network as ONNX graphs (inject, f, heads)'),
     (None, 'demo', 'demo', 'node + video source as processes, iters switched live'),
 )

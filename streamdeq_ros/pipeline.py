@@ -18,9 +18,11 @@ import cv2
 import numpy as np
 import torch
 
+from .cuts import CutDetector
 from .model.heads.segmentation import class_ids
 from .model.network import HEADS, StreamDEQNet
-from .stream import (BATCH_SOLVERS, FrameResult, IterationBudget, NonFiniteStateError,
+from .stream import (BATCH_SOLVERS, DeadlinePlanner, FrameResult, IterationBudget,
+                     NonFiniteStateError,
                      PartialResult, step_batch, StreamSession)
 from .tracking import IoUTracker
 
@@ -76,6 +78,8 @@ class FrameOutput:
     #: :meth:`FramePipeline.finish_mask` computes the mask at
     logits: Optional[torch.Tensor] = None
     mask_size: Optional[Tuple[int, int]] = None
+    #: the frame was found to be a hard cut and its camera restarted from zeros
+    cut: bool = False
 
 
 @dataclass
@@ -122,6 +126,18 @@ class _StageTimer:
         return {k: round(v, 3) for k, v in self.stages.items()}
 
 
+def _restart_at_cut(session: StreamSession, rgb: np.ndarray, detector: Optional[CutDetector],
+                    tracker: Optional[IoUTracker]) -> bool:
+    """Restart ``session`` (and ``tracker``) from zeros when ``detector`` finds a cut."""
+    if detector is None or not detector.update(rgb):
+        return False
+    session.reset()
+    session.stats.cut_resets += 1
+    if tracker is not None:
+        tracker.reset()
+    return True
+
+
 class FramePipeline:
     """One network, any number of camera sessions."""
 
@@ -146,6 +162,8 @@ class FramePipeline:
         self.input_size = (int(h), int(w))
         self.solver = solver or card.get('inference', {}).get('solver', 'unroll')
         self.budget = budget or IterationBudget()
+        #: costs of the predictive deadline rule, shared by every session of this network
+        self.planner = DeadlinePlanner()
         seg = card.get('heads', {}).get('segmentation', {})
         n = net.heads['segmentation'].num_classes if 'segmentation' in net.heads else 0
         self.classes = list(seg.get('classes', [str(i) for i in range(n)]))
@@ -174,7 +192,12 @@ class FramePipeline:
         Its readout is the state itself, so partial results carry the state they came from.
         """
         return StreamSession(self.net.backbone, readout=_state, solver=self.solver,
-                             budget=self.budget, name=name)
+                             budget=self.budget, name=name, planner=self.planner)
+
+    def frame_done(self, result: FrameResult, now: Optional[float] = None):
+        """Report that a frame's last output is out (the predictive deadline learns its cost)."""
+        now = time.perf_counter() if now is None else now
+        self.planner.observe_outputs((now - result.solve_end) * 1e3)
 
     def prepare(self, rgb: np.ndarray) -> torch.Tensor:
         """Resize an RGB uint8 frame to the input size; return the normalised (1, 3, H, W)."""
@@ -244,22 +267,26 @@ class FramePipeline:
     def process(self, session: StreamSession, rgb: np.ndarray, iters: Optional[int] = None,
                 partial_at: Sequence[int] = (), mask_resolution: str = 'input',
                 on_partial: Optional[Callable[[FrameOutput], None]] = None,
-                score_threshold: float = 0.5, tracker: Optional[IoUTracker] = None
+                score_threshold: float = 0.5, tracker: Optional[IoUTracker] = None,
+                cut_detector: Optional[CutDetector] = None, started: Optional[float] = None
                 ) -> Tuple[FrameResult, FrameOutput]:
         """Run one frame through ``session``; partial outputs go to ``on_partial`` at once.
 
         With a solver that batches (``unroll``) this is :meth:`process_batch` with one session
         (raising its :class:`NonFiniteStateError`); other solvers step the session alone.
+        ``cut_detector``, ``started``: see :meth:`process_batch`.
         """
         if self.solver_batches(session.solver):
             out = self.process_batch([session], [rgb], iters, partial_at, mask_resolution,
                                      None if on_partial is None else
                                      (lambda i, o: on_partial(o)),
-                                     score_threshold, [tracker])[0]
+                                     score_threshold, [tracker], cut_detectors=[cut_detector],
+                                     started=started)[0]
             if isinstance(out, NonFiniteStateError):
                 raise out
             return out
         _check_resolution(mask_resolution)
+        cut = _restart_at_cut(session, rgb, cut_detector, tracker)
         camera = rgb.shape[:2]
         size = camera if mask_resolution == 'input' else self.input_size
         timer = _StageTimer()
@@ -272,12 +299,14 @@ class FramePipeline:
                     on_partial(self.read(p.outputs, size, camera, p.iteration, p.residual, True,
                                          score_threshold, tracker))
 
-        result = session.step(x, iters=iters, partial_at=partial_at, on_partial=partial)
+        result = session.step(x, iters=iters, partial_at=partial_at, on_partial=partial,
+                              started=started)
         timer.mark('solve')
         refined = self.read(result.outputs, size, camera, result.iters, result.final_residual,
                             False, score_threshold, tracker)
         timer.mark('heads')
         refined.stages_ms = timer.ms()
+        refined.cut = cut
         return result, refined
 
     def process_batch(self, sessions: Sequence[StreamSession], frames: Sequence[np.ndarray],
@@ -286,7 +315,9 @@ class FramePipeline:
                       on_partial: Optional[Callable[[int, FrameOutput], None]] = None,
                       score_threshold: float = 0.5,
                       trackers: Optional[Sequence[Optional[IoUTracker]]] = None,
-                      defer_masks: bool = False
+                      defer_masks: bool = False,
+                      cut_detectors: Optional[Sequence[Optional[CutDetector]]] = None,
+                      started: Optional[float] = None
                       ) -> List[Union[Tuple[FrameResult, FrameOutput], NonFiniteStateError]]:
         """Run one frame per session in one batched solve and one batched read of the heads.
 
@@ -294,10 +325,18 @@ class FramePipeline:
         step_batch` for tolerance, partials and non-finite states); ``on_partial(i, output)``
         names the session by its index. A session whose frame failed gets the
         :class:`NonFiniteStateError` in its place. ``defer_masks``: see :meth:`read_batch`.
+        ``cut_detectors`` (one per session, or None): a session whose detector finds its frame
+        to be a hard cut restarts from zeros (its tracker too) before the solve; the output
+        says ``cut`` and the session counts it in ``stats.cut_resets``. ``started``: the
+        ``time.perf_counter()`` at which the frames began, for the budget's deadline (default:
+        now); the caller reports each frame's end with :meth:`frame_done`.
         """
         _check_resolution(mask_resolution)
         timer = _StageTimer()
         trackers = list(trackers) if trackers is not None else [None] * len(sessions)
+        detectors = list(cut_detectors) if cut_detectors is not None else [None] * len(sessions)
+        cuts = [_restart_at_cut(s, f, d, t)
+                for s, f, d, t in zip(sessions, frames, detectors, trackers)]
         cameras = [f.shape[:2] for f in frames]
         sizes = [c if mask_resolution == 'input' else self.input_size for c in cameras]
 
@@ -318,7 +357,7 @@ class FramePipeline:
         x = torch.cat([self.prepare(f) for f in frames])
         timer.mark('prepare')
         results = step_batch(sessions, x, iters=iters, partial_at=partial_at,
-                             on_partial=partial)
+                             on_partial=partial, started=started)
         timer.mark('solve')
         done = [i for i, r in enumerate(results) if isinstance(r, FrameResult)]
         outs = self.read_batch(_stack([results[i].outputs for i in done]),
@@ -330,6 +369,7 @@ class FramePipeline:
         paired: List = list(results)
         for i, out in zip(done, outs):
             out.stages_ms = dict(stages)
+            out.cut = cuts[i]
             paired[i] = (results[i], out)
         return paired
 

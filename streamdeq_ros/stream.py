@@ -26,6 +26,8 @@ from torch.nn.utils import parametrize
 from .model.solvers import SOLVERS, unroll_batch
 
 Readout = Callable[[List[torch.Tensor]], Any]
+#: how a frame's deadline ends its iterations (see :class:`IterationBudget`)
+DEADLINE_RULES = ('predictive', 'reactive')
 #: the solvers :func:`step_batch` can run for several streams at once
 BATCH_SOLVERS = ('unroll',)
 
@@ -39,14 +41,22 @@ class IterationBudget:
     """How many solver iterations a frame gets.
 
     ``iters``: the maximum M (>= 1). ``tol``: stop early once the relative residual falls
-    below it (None: never). ``deadline_ms``: stop after the iteration during which the solve's
-    time passed this many milliseconds since the frame began (0: off). At least one iteration
-    always runs.
+    below it (None: never). ``deadline_ms``: a time budget for the frame, counted from when the
+    frame began (0: off), applied by ``deadline_rule``:
+
+    - ``reactive``: stop after the iteration during which the budget ran out (the frame then
+      overshoots by up to one iteration plus its outputs);
+    - ``predictive``: before each further iteration, stop when the time spent plus the
+      :class:`DeadlinePlanner`'s estimate of one more iteration and of the frame's outputs
+      would pass the budget.
+
+    At least one iteration always runs.
     """
 
     iters: int = 2
     tol: Optional[float] = None
     deadline_ms: float = 0.0
+    deadline_rule: str = 'predictive'
 
     def __post_init__(self):
         """Validate the numbers; raise ValueError with the reason."""
@@ -57,6 +67,73 @@ class IterationBudget:
             raise ValueError('tol must be a positive number or None, got %r' % (self.tol,))
         if not (self.deadline_ms >= 0 and math.isfinite(self.deadline_ms)):
             raise ValueError('deadline_ms must be >= 0, got %r' % (self.deadline_ms,))
+        if self.deadline_rule not in DEADLINE_RULES:
+            raise ValueError('deadline_rule must be one of %s, got %r'
+                             % (', '.join(DEADLINE_RULES), self.deadline_rule))
+
+    def with_iters(self, iters: Optional[int]) -> 'IterationBudget':
+        """Return this budget with M = ``iters`` (itself when None)."""
+        if iters is None:
+            return self
+        return IterationBudget(iters, self.tol, self.deadline_ms, self.deadline_rule)
+
+
+class CostEstimate:
+    """A running estimate of a duration that is rarely exceeded: mean + k x mean deviation.
+
+    The same smoothing as TCP's retransmission timer (RFC 6298): the mean follows each sample
+    with gain ``gain``, the mean absolute deviation with twice that gain, so a change of load
+    shows within a few samples and the margin widens while the samples scatter.
+    """
+
+    def __init__(self, gain: float = 0.125, k: float = 2.0):
+        """Start without samples (the estimate is 0 until the first one)."""
+        self.gain, self.k = gain, k
+        self.mean: Optional[float] = None
+        self.dev = 0.0
+
+    def add(self, ms: float):
+        """Take one measured duration in milliseconds."""
+        if not math.isfinite(ms) or ms < 0:
+            return
+        if self.mean is None:
+            self.mean, self.dev = ms, ms / 2
+            return
+        self.dev += 2 * self.gain * (abs(ms - self.mean) - self.dev)
+        self.mean += self.gain * (ms - self.mean)
+
+    @property
+    def ms(self) -> float:
+        """Return the estimate (0 before any sample)."""
+        return 0.0 if self.mean is None else self.mean + self.k * self.dev
+
+
+class DeadlinePlanner:
+    """Online costs for the ``predictive`` deadline rule, shared by the streams of one model.
+
+    One iteration's cost is estimated per batch size (it grows with the batch); the cost of a
+    frame's outputs after its solve (heads, masks, messages, publishing) is reported by whoever
+    finishes the frame with :meth:`observe_outputs`.
+    """
+
+    def __init__(self):
+        """Start with no costs known (the first frame runs its full M)."""
+        self.iteration: Dict[int, CostEstimate] = {}
+        self.outputs = CostEstimate()
+
+    def observe_iteration(self, batch: int, ms: float):
+        """Take the time of one iteration of a batch of ``batch`` streams."""
+        self.iteration.setdefault(int(batch), CostEstimate()).add(ms)
+
+    def observe_outputs(self, ms: float):
+        """Take the time from the end of a frame's solve to its last output."""
+        self.outputs.add(ms)
+
+    def another_fits(self, batch: int, elapsed_ms: float, deadline_ms: float) -> bool:
+        """Return whether one more iteration and the outputs fit in the time left."""
+        est = self.iteration.get(int(batch))
+        one = est.ms if est is not None else 0.0
+        return elapsed_ms + one + self.outputs.ms <= deadline_ms
 
 
 @dataclass
@@ -82,6 +159,8 @@ class FrameResult:
     reset: bool
     latency_ms: float
     partials: List[PartialResult] = field(default_factory=list)
+    #: ``time.perf_counter()`` when the solve (and its partial reads) ended
+    solve_end: float = 0.0
 
 
 @dataclass
@@ -92,14 +171,50 @@ class SessionStats:
     resets: int = 0
     nonfinite_resets: int = 0
     shape_resets: int = 0
+    cut_resets: int = 0             # restarts at a hard cut (the pipeline's cut detector)
+
+
+class _Clock:
+    """The time of one frame's solve: feeds the planner, applies the deadline rule."""
+
+    def __init__(self, budget: IterationBudget, planner: Optional[DeadlinePlanner],
+                 started: Optional[float], batch: int):
+        self.budget, self.planner, self.batch = budget, planner, batch
+        self.t0 = time.perf_counter() if started is None else started
+        self.mark = time.perf_counter()
+
+    def begin(self):
+        """Mark the start of the first iteration."""
+        self.mark = time.perf_counter()
+
+    def iteration_done(self):
+        """Take the end of an iteration (before any partial read)."""
+        if self.planner is not None:
+            self.planner.observe_iteration(self.batch, (time.perf_counter() - self.mark) * 1e3)
+
+    def stop(self) -> bool:
+        """Return whether the deadline ends the solve here (the next iteration starts now)."""
+        now = self.mark = time.perf_counter()
+        deadline = self.budget.deadline_ms
+        if deadline <= 0:
+            return False
+        elapsed = (now - self.t0) * 1e3
+        if self.budget.deadline_rule == 'reactive' or self.planner is None:
+            return elapsed >= deadline
+        return not self.planner.another_fits(self.batch, elapsed, deadline)
 
 
 class StreamSession:
     """Per-stream state and warm-started solves (one session per camera)."""
 
     def __init__(self, backbone, readout: Optional[Readout] = None, solver: str = 'unroll',
-                 budget: Optional[IterationBudget] = None, name: str = 'stream'):
-        """Create a session over ``backbone``; ``readout`` maps a state to outputs."""
+                 budget: Optional[IterationBudget] = None, name: str = 'stream',
+                 planner: Optional[DeadlinePlanner] = None):
+        """Create a session over ``backbone``; ``readout`` maps a state to outputs.
+
+        ``planner``: the iteration and output costs of the ``predictive`` deadline rule
+        (shared by the sessions of one model; without one that rule acts as ``reactive``).
+        """
         if solver not in SOLVERS:
             raise ValueError('unknown solver %r (known: %s)' % (solver, ', '.join(SOLVERS)))
         self.backbone = backbone
@@ -107,6 +222,7 @@ class StreamSession:
         self.solver = solver
         self.budget = budget or IterationBudget()
         self.name = name
+        self.planner = planner
         self.stats = SessionStats()
         self._z: Optional[List[torch.Tensor]] = None
         self._frame = 0
@@ -129,23 +245,23 @@ class StreamSession:
     def _read(self, z):
         return self.readout(z) if self.readout is not None else None
 
-    def _solve(self, u, z0, budget: IterationBudget, partial_at: Sequence[int], t0: float,
+    def _solve(self, u, z0, budget: IterationBudget, partial_at: Sequence[int], clock: _Clock,
                partials: List[PartialResult], on_partial):
         want = {int(k) for k in partial_at}
 
         def callback(k, z, residual):
+            clock.iteration_done()
             if k in want and k < budget.iters and self._finite(z):
                 part = PartialResult(k, residual, self._read(z))
                 partials.append(part)
                 if on_partial is not None:
                     on_partial(part)
-            if budget.deadline_ms > 0:
-                return (time.perf_counter() - t0) * 1e3 >= budget.deadline_ms
-            return False
+            return clock.stop()
 
         def f(z):
             return self.backbone.f(z, u)
 
+        clock.begin()
         return SOLVERS[self.solver](f, z0, budget.iters, tol=budget.tol, callback=callback)
 
     @staticmethod
@@ -155,7 +271,8 @@ class StreamSession:
 
     def step(self, frame: torch.Tensor, iters: Optional[int] = None,
              partial_at: Sequence[int] = (),
-             on_partial: Optional[Callable[[PartialResult], None]] = None) -> FrameResult:
+             on_partial: Optional[Callable[[PartialResult], None]] = None,
+             started: Optional[float] = None) -> FrameResult:
         """Process one frame (N, 3, H, W) on the model's device; return the refined result.
 
         ``iters`` overrides the budget's M for this frame only. For each k in ``partial_at``
@@ -163,12 +280,12 @@ class StreamSession:
         as it exists and in ``FrameResult.partials``. The refined result is always the readout
         after the last iteration. A partial is never taken from a non-finite state; when a
         diverged warm state forces a restart from zeros, the restarted solve reports its
-        partials again (``FrameResult.reset`` is then True).
+        partials again (``FrameResult.reset`` is then True). ``started``: the
+        ``time.perf_counter()`` at which the frame began, for its deadline (default: now).
         """
         t0 = time.perf_counter()
-        budget = self.budget
-        if iters is not None:
-            budget = IterationBudget(iters, budget.tol, budget.deadline_ms)
+        budget = self.budget.with_iters(iters)
+        clock = _Clock(budget, self.planner, started, 1)
         partials: List[PartialResult] = []
         reset = False
         with torch.inference_mode(), parametrize.cached():
@@ -178,7 +295,7 @@ class StreamSession:
                 self.stats.shape_resets += 1
                 reset = True
             z0 = self._z if warm else self.backbone.zeros(u)
-            result = self._solve(u, z0, budget, partial_at, t0, partials, on_partial)
+            result = self._solve(u, z0, budget, partial_at, clock, partials, on_partial)
             if not self._finite(result.z):
                 self.stats.nonfinite_resets += 1
                 reset = True
@@ -188,25 +305,28 @@ class StreamSession:
                     raise NonFiniteStateError(
                         'stream %r: non-finite fixed-point state from a zero start' % self.name)
                 warm = False
-                result = self._solve(u, self.backbone.zeros(u), budget, partial_at, t0,
+                result = self._solve(u, self.backbone.zeros(u), budget, partial_at, clock,
                                      partials, on_partial)
                 if not self._finite(result.z):
                     raise NonFiniteStateError(
                         'stream %r: non-finite state after a reset to zeros' % self.name)
             self._z = list(result.z)
+            solve_end = time.perf_counter()
             outputs = self._read(self._z)
         self._frame += 1
         self.stats.frames += 1
         return FrameResult(outputs=outputs, frame_index=self._frame - 1, iters=result.iters,
                            f_evals=result.f_evals, residuals=result.residuals,
                            final_residual=result.final_residual, warm=warm, reset=reset,
-                           latency_ms=(time.perf_counter() - t0) * 1e3, partials=partials)
+                           latency_ms=(time.perf_counter() - t0) * 1e3, partials=partials,
+                           solve_end=solve_end)
 
     def snapshot(self) -> Dict[str, Any]:
         """Plain-data summary for logs and diagnostics."""
         s = self.stats
         return {'name': self.name, 'frames': s.frames, 'resets': s.resets,
                 'nonfinite_resets': s.nonfinite_resets, 'shape_resets': s.shape_resets,
+                'cut_resets': s.cut_resets,
                 'solver': self.solver, 'iters': self.budget.iters}
 
 
@@ -216,7 +336,7 @@ BatchPartial = Callable[[int, Dict[int, PartialResult]], None]
 
 def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
                iters: Optional[int] = None, partial_at: Sequence[int] = (),
-               on_partial: Optional[BatchPartial] = None
+               on_partial: Optional[BatchPartial] = None, started: Optional[float] = None
                ) -> List[Union[FrameResult, NonFiniteStateError]]:
     """Advance each session by its frame (``frames[i]`` for ``sessions[i]``) in one solve.
 
@@ -228,7 +348,8 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
     it, as ``on_partial(k, {index: PartialResult})``. A session whose state turns non-finite is
     restarted from zeros alone (a warm one; its partials are reported again); when even that
     fails, or its zero start was non-finite, its entry is the :class:`NonFiniteStateError`
-    instead of a result, and the other sessions are unaffected.
+    instead of a result, and the other sessions are unaffected. ``started``: as in
+    :meth:`StreamSession.step`; the first session's planner is the batch's.
     """
     if len(sessions) != frames.shape[0]:
         raise ValueError('step_batch: %d sessions for %d frames'
@@ -243,9 +364,8 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
             raise ValueError('step_batch: stream %r uses solver %r; batched solving needs '
                              '%s' % (s.name, s.solver, ' or '.join(BATCH_SOLVERS)))
     t0 = time.perf_counter()
-    budget = first.budget
-    if iters is not None:
-        budget = IterationBudget(iters, budget.tol, budget.deadline_ms)
+    budget = first.budget.with_iters(iters)
+    clock = _Clock(budget, first.planner, started, len(sessions))
     want = {int(k) for k in partial_at}
     n = len(sessions)
     partials: List[List[PartialResult]] = [[] for _ in range(n)]
@@ -259,6 +379,7 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
               for j in range(len(zeros))]
 
         def callback(k, z, residuals, running):
+            clock.iteration_done()
             if k in want and k < budget.iters:
                 parts = {}
                 for i in running:
@@ -268,13 +389,13 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
                         partials[i].append(parts[i])
                 if parts and on_partial is not None:
                     on_partial(k, parts)
-            if budget.deadline_ms > 0:
-                return (time.perf_counter() - t0) * 1e3 >= budget.deadline_ms
-            return False
+            return clock.stop()
 
+        clock.begin()
         result = unroll_batch(lambda z: backbone.f(z, u), z0, budget.iters, tol=budget.tol,
                               callback=callback)
-        latency = (time.perf_counter() - t0) * 1e3
+        solve_end = time.perf_counter()
+        latency = (solve_end - t0) * 1e3
         out: List[Union[FrameResult, NonFiniteStateError]] = []
         for i, s in enumerate(sessions):
             had_state = s._z is not None
@@ -295,7 +416,8 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
                 outputs=s._read(zi), frame_index=s._frame - 1, iters=result.iters[i],
                 f_evals=result.iters[i], residuals=res,
                 final_residual=res[-1] if res else float('nan'), warm=warm[i],
-                reset=had_state and not warm[i], latency_ms=latency, partials=partials[i]))
+                reset=had_state and not warm[i], latency_ms=latency, partials=partials[i],
+                solve_end=solve_end))
     return out
 
 

@@ -115,6 +115,41 @@ def test_tolerance_deadline_and_mask_resolution_apply_from_the_next_frame(ros):
     _set(client, mask_resolution='input', iters=1)
 
 
+def test_a_hard_cut_restarts_the_camera_and_the_deadline_rule_changes_live(ros):
+    client, pub, got, _ = ros
+    _set(client, iters=2)
+    other = StreetClip(77, 100, 180)                         # another street: a hard cut
+    for t in range(4):
+        status = send_until_answered(client, pub, got, _frame(13 + t, 700 + t))
+        assert status['cut'] is False and status['over_deadline'] is False
+    msg = fill_image(Image(), other[0][0], 'rgb8')
+    msg.header.stamp.sec = 710
+    status = send_until_answered(client, pub, got, msg)
+    assert status['cut'] is True and status['warm'] is False
+    got['diag'].clear()
+    assert spin_until(client, lambda: got['diag'], timeout=10)
+    values = {kv.key: kv.value for kv in got['diag'][-1].status[0].values}
+    assert int(values['cut_resets']) >= 1 and 'over_deadline' in values
+    _set(client, reset_on_cut=False)                         # the warm start runs across it
+    msg = fill_image(Image(), StreetClip(5, 100, 180)[0][0], 'rgb8')
+    msg.header.stamp.sec = 711
+    status = send_until_answered(client, pub, got, msg)
+    assert status['cut'] is False and status['warm'] is True
+    _set(client, reset_on_cut=True)
+    params = AsyncParameterClient(client, 'streamdeq')
+    fut = params.set_parameters([Parameter('deadline_rule', value='hopeful')])
+    rclpy.spin_until_future_complete(client, fut, timeout_sec=20)
+    assert fut.result().results[0].reason == \
+        "deadline_rule must be one of 'predictive', 'reactive', got 'hopeful'"
+    # a deadline that is gone before the frame starts: both rules still run one iteration,
+    # and the frame is reported over its deadline
+    for rule in ('reactive', 'predictive'):
+        _set(client, deadline_rule=rule, deadline_ms=0.001, iters=5)
+        status = send_until_answered(client, pub, got, _frame(20, 720))
+        assert status['iters'] == 1 and status['over_deadline'] is True
+    _set(client, deadline_ms=0.0, iters=1, deadline_rule='predictive')
+
+
 def test_a_fast_camera_builds_no_backlog(ros):
     client, pub, got, _ = ros
     before = len(got['status'])

@@ -1,4 +1,7 @@
 """StreamSession tests: warm start, device residency, reset, non-finite guard, partials."""
+import math
+import time
+
 import pytest
 import torch
 
@@ -6,7 +9,8 @@ from contractive_deq import ContractiveDEQ
 from streamdeq_ros.data import panning_frames as shifting_frames
 from streamdeq_ros.model import get_config, MDEQBackbone, unroll
 from streamdeq_ros.model.heads import SegmentationHead
-from streamdeq_ros.stream import IterationBudget, NonFiniteStateError, StreamSession
+from streamdeq_ros.stream import (CostEstimate, DeadlinePlanner, IterationBudget,
+                                  NonFiniteStateError, step_batch, StreamSession)
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
@@ -136,3 +140,57 @@ def test_broyden_session_runs_and_reports_evaluations():
     session = StreamSession(model, solver='broyden', budget=IterationBudget(iters=5))
     r = session.step(shifting_frames(n=1)[0])
     assert r.iters == 5 and r.f_evals == 6 and r.final_residual == min(r.residuals)
+
+
+def test_cost_estimate_follows_load_and_keeps_a_margin():
+    est = CostEstimate()
+    assert est.ms == 0.0                       # nothing known: nothing reserved
+    for _ in range(40):
+        est.add(10.0)
+    assert 10.0 <= est.ms < 10.5               # steady: the mean, the margin shrinks
+    for _ in range(12):                        # the machine gets 3x slower
+        est.add(30.0)
+    assert est.ms > 27.0
+    est.add(float('nan'))
+    est.add(-1.0)                              # not durations: ignored
+    assert est.ms > 27.0 and math.isfinite(est.ms)
+
+
+def test_predictive_deadline_stops_before_an_iteration_that_would_not_fit():
+    model = ContractiveDEQ()
+    x = shifting_frames(n=1)[0]
+    planner = DeadlinePlanner()
+    planner.observe_iteration(1, 400.0)        # one iteration is known to take 400 ms
+    planner.observe_outputs(50.0)
+    predictive = StreamSession(model, budget=IterationBudget(iters=6, deadline_ms=500.0),
+                               planner=planner)
+    reactive = StreamSession(model, budget=IterationBudget(
+        iters=6, deadline_ms=500.0, deadline_rule='reactive'), planner=planner)
+    # the real iterations take well under 500 ms: the predictive rule stops after the first,
+    # as its estimate says a second would not fit; the reactive one runs all six
+    r = predictive.step(x)
+    assert r.iters == 1 and r.solve_end > 0
+    assert reactive.step(x).iters == 6
+    # the costs are measured online: the planner took every iteration these solves ran
+    assert planner.iteration[1].mean < 400.0
+    # started in the past: even the first iteration runs late, and it still runs
+    late = time.perf_counter() - 1.0
+    assert predictive.step(x, started=late).iters == 1
+    assert reactive.step(x, started=late).iters == 1
+    # with a deadline that is far away both run the full M
+    far = IterationBudget(iters=6, deadline_ms=1e4)
+    assert StreamSession(model, budget=far, planner=DeadlinePlanner()).step(x).iters == 6
+    with pytest.raises(ValueError, match='deadline_rule must be one of'):
+        IterationBudget(deadline_rule='hopeful')
+
+
+def test_batched_solve_applies_the_predictive_deadline_with_the_batch_cost():
+    model = ContractiveDEQ()
+    planner = DeadlinePlanner()
+    planner.observe_iteration(2, 400.0)        # known for batches of two only
+    budget = IterationBudget(iters=5, deadline_ms=300.0)
+    pair = [StreamSession(model, budget=budget, planner=planner, name=n) for n in 'ab']
+    frames = torch.cat([shifting_frames(n=1)[0]] * 2)
+    assert [r.iters for r in step_batch(pair, frames)] == [1, 1]
+    single = StreamSession(model, budget=budget, planner=planner)
+    assert single.step(frames[:1]).iters == 5  # a batch of one has its own (small) cost

@@ -29,6 +29,7 @@ from . import params as P
 from .image_conv import compressed_to_rgb, fill_image, image_to_rgb, ImageError
 from .messages import detections_msg, keypoints_cloud, label_info
 from .shutdown import init_with_stop_flag, spin_until_stopped
+from ..cuts import CutDetector
 from ..model.checkpoint import CheckpointError, load_net
 from ..models import bundled_checkpoint
 from ..monitor import StreamMonitor
@@ -87,11 +88,13 @@ class _Camera:
         self.topic, self.prefix = topic, prefix
         self.session = None
         self.tracker = None
+        self.cut: Optional[CutDetector] = None
         self.sub = None
         self.pending = None
         self.pending_since = 0.0
         self.reset_requested = False
         self.received = self.processed = self.skipped = self.rejected = 0
+        self.over_deadline = self.over_deadline_at_one = 0
         self.monitor: Optional[StreamMonitor] = None
         self.pubs: Dict[str, object] = {}
 
@@ -162,7 +165,8 @@ class StreamDEQNode(LifecycleNode):
         new = dict(self.cfg)
         new.update({c.name: P.coerce(c.name, c.value) for c in changes})
         try:
-            budget = IterationBudget(new['iters'], new['tol'] or None, new['deadline_ms'])
+            budget = IterationBudget(new['iters'], new['tol'] or None, new['deadline_ms'],
+                                     new['deadline_rule'])
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         with self.cond:
@@ -173,6 +177,8 @@ class StreamDEQNode(LifecycleNode):
                     if cam.session is not None:
                         cam.session.budget = budget
                         cam.session.solver = new['solver']
+                    if cam.cut is not None:
+                        cam.cut.threshold = new['cut_threshold']
         return SetParametersResult(successful=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -195,7 +201,7 @@ class StreamDEQNode(LifecycleNode):
             else:
                 net, card = load_net(path, dev)
             budget = IterationBudget(self.cfg['iters'], self.cfg['tol'] or None,
-                                     self.cfg['deadline_ms'])
+                                     self.cfg['deadline_ms'], self.cfg['deadline_rule'])
             self.pipeline = FramePipeline(net, card, size, self.cfg['solver'], budget)
         except (CheckpointError, ValueError, ImportError) as exc:
             self.get_logger().error('cannot configure: %s' % exc)
@@ -242,6 +248,7 @@ class StreamDEQNode(LifecycleNode):
             cam.monitor = StreamMonitor(time.monotonic())
             cam.session = self.pipeline.new_session(cam.topic)
             cam.tracker = IoUTracker()
+            cam.cut = CutDetector(self.cfg['cut_threshold'])
             cam.session.solver = self.cfg['solver']
             topic = cam.topic.rstrip('/') + '/compressed' if compressed else cam.topic
             cam.sub = self.create_subscription(
@@ -374,6 +381,7 @@ class StreamDEQNode(LifecycleNode):
                     if reset:           # here, between frames, never in the middle of one
                         cam.session.reset()
                         cam.tracker.reset()
+                        cam.cut.reset()
                 self._process(taken, cfg, busy)
             except Exception as exc:    # noqa: B902 - a frame must never take the node down
                 if not self.running or not self.context.ok():
@@ -474,19 +482,22 @@ class StreamDEQNode(LifecycleNode):
         def on_partial(i, out):
             self._queue(jobs[i].partial(out))
 
+        cuts = [j.cam.cut if cfg['reset_on_cut'] else None for j in jobs]
         first = jobs[0]
         if len(jobs) == 1 and not self.pipeline.solver_batches(first.cam.session.solver):
             kwargs.pop('defer_masks')
             try:
                 results = [self.pipeline.process(first.cam.session, first.rgb,
                                                  on_partial=lambda o: on_partial(0, o),
-                                                 tracker=first.cam.tracker, **kwargs)]
+                                                 tracker=first.cam.tracker,
+                                                 cut_detector=cuts[0], started=t0, **kwargs)]
             except NonFiniteStateError as exc:
                 results = [exc]
         else:
             results = self.pipeline.process_batch(
                 [j.cam.session for j in jobs], [j.rgb for j in jobs], on_partial=on_partial,
-                trackers=[j.cam.tracker for j in jobs], **kwargs)
+                trackers=[j.cam.tracker for j in jobs], cut_detectors=cuts, started=t0,
+                **kwargs)
         for job, res in zip(jobs, results):
             if isinstance(res, NonFiniteStateError):
                 job.cam.rejected += 1
@@ -525,16 +536,23 @@ class StreamDEQNode(LifecycleNode):
         if job.result is None:          # a partial result: its frame's status comes later
             return
         published = job.published
-        latency = (time.perf_counter() - job.t0) * 1e3
+        end = time.perf_counter()
+        latency = (end - job.t0) * 1e3
+        result, out = job.result, job.out
+        self.pipeline.frame_done(result, end)
+        deadline = self.cfg['deadline_ms']
+        over = bool(deadline) and latency > deadline
         with self.cond:
             cam.processed += 1
             cam.monitor.processed(time.monotonic(), latency)
-        result, out = job.result, job.out
+            cam.over_deadline += over
+            cam.over_deadline_at_one += over and result.iters == 1
         self.status_pub.publish(String(data=json.dumps({
             'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
             'frame_id': msg.header.frame_id, 'iters': result.iters,
             'final_residual': result.final_residual, 'latency_ms': round(latency, 3),
-            'warm': result.warm, 'reset': result.reset, 'stage': 'refined',
+            'warm': result.warm, 'reset': result.reset, 'cut': out.cut, 'stage': 'refined',
+            'over_deadline': over,
             'partials': [p.iteration for p in result.partials],
             'detections': None if out.detections is None else len(out.detections.ids),
             'persons': None if out.persons is None else len(out.persons.ids),
@@ -565,9 +583,10 @@ class StreamDEQNode(LifecycleNode):
         with self.cond:
             cfg = dict(self.cfg)
             rows = [(cam, cam.monitor, cam.session.stats if cam.session is not None else None,
-                     (cam.received, cam.processed, cam.skipped, cam.rejected))
+                     (cam.received, cam.processed, cam.skipped, cam.rejected),
+                     (cam.over_deadline, cam.over_deadline_at_one))
                     for cam in self.cams]
-        for cam, mon, s, (received, processed, skipped, rejected) in rows:
+        for cam, mon, s, (received, processed, skipped, rejected), over in rows:
             st = DiagnosticStatus(name='streamdeq: %s' % cam.topic, hardware_id=self.device or '')
             silent = mon.silent_for(now) if mon is not None else 0.0
             loss = mon.loss_fraction() if mon is not None else 0.0
@@ -577,6 +596,8 @@ class StreamDEQNode(LifecycleNode):
                       'lost_before_node_pct': 0.0, 'silent_s': 0.0,
                       'resets': s.resets if s else 0,
                       'nonfinite_resets': s.nonfinite_resets if s else 0,
+                      'cut_resets': s.cut_resets if s else 0,
+                      'over_deadline': over[0], 'over_deadline_at_one_iteration': over[1],
                       'iters': cfg['iters'], 'partial': self._partial_state(cfg),
                       'threads': self.solver_threads, 'active': self.active}
             if mon is not None:

@@ -108,6 +108,10 @@ PARAMS: List[Param] = [
           num_range=(0.0, 1.0)),
     Param('deadline_ms', 0.0, 'per-frame time budget in ms; 0: off, else iterations follow '
           'the time left', num_range=(0.0, 10000.0)),
+    Param('deadline_rule', 'predictive', "'predictive' (stop before an iteration that, with "
+          "the frame's outputs, would not fit in deadline_ms; costs measured online) or "
+          "'reactive' (stop after the iteration during which deadline_ms passed)",
+          choices=('predictive', 'reactive')),
     Param('publish_partial', True, 'publish results after partial_iters iterations too'),
     Param('partial_iters', 1, 'iterations before the partial result; there is none when '
           'iters <= partial_iters (the refined result is all there is; /diagnostics says so) '
@@ -126,6 +130,11 @@ PARAMS: List[Param] = [
     Param('batch_wait_ms', 0.0, 'after the first waiting frame, wait up to this long for the '
           'other cameras so their frames are solved together (0: never wait)',
           num_range=(0.0, 1000.0)),
+    Param('reset_on_cut', True, 'restart a camera from zeros when its frame is a hard cut '
+          '(camera switch, tunnel exit, a frame of glare): its change from the previous frame '
+          'exceeds cut_threshold times the usual change'),
+    Param('cut_threshold', 4.0, 'how many times the usual frame-to-frame change makes a cut '
+          '(lower: more cuts found, more false restarts)', num_range=(1.5, 1000.0)),
     Param('autostart', True, 'configure and activate on start-up', True),
 ]
 BY_NAME: Dict[str, Param] = {p.name: p for p in PARAMS}

@@ -1,0 +1,298 @@
+"""``streamdeq train-peer``: train a standard efficient torchvision model to compare against.
+
+Peers are single-frame models from torchvision, built from scratch (no pretrained weights) and
+trained on the same generated stills, input size, batch, optimiser and schedule as the bundled
+StreamDEQ models (``streamdeq train``: Adam, cosine decay, gradient-norm clip, the same data
+order for the same ``--seed``):
+
+- ``lraspp``: LR-ASPP MobileNetV3-Large (torchvision's ``lraspp_mobilenet_v3_large``),
+  segmentation with the generator's classes; cross-entropy, ignore index 255.
+- ``fasterrcnn``: Faster R-CNN MobileNetV3-Large-FPN, torchvision's low-resolution build
+  (``fasterrcnn_mobilenet_v3_large_320_fpn``) with its resize set to the training size (so it
+  is not scaled up to 320 pixels) and 128 sampled RoIs per image, as the StreamDEQ detection
+  head samples; everything else (anchors, RPN, box head, losses) as torchvision builds it.
+
+``model.pt`` / ``last.pt`` hold tensors and a card (``peer``, ``task``, ``input``, classes,
+the training command) and load with ``torch.load(weights_only=True)``; ``--resume`` continues
+from ``last.pt``. ``streamdeq eval --peer NAME=PATH`` scores a peer with the same clips and
+metric code as the StreamDEQ models and times it in the same interleaved run.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import shlex
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import distributed
+from .data import street
+from .data.clips import DET_CLASSES, frame_targets, LabelledClip, street_clips, StreetStills
+from .metrics import DetectionScore, METRIC_NAMES, SegmentationScore
+from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .model.heads.segmentation import class_ids
+from .model.network import IMAGENET_MEAN, IMAGENET_STD
+
+#: peer name -> the task it is scored on
+PEERS = {'lraspp': 'segmentation', 'fasterrcnn': 'detection'}
+#: RoIs sampled per image in training (the StreamDEQ detection head's number)
+ROI_SAMPLES = 128
+
+
+def build_peer(name: str, height: int, width: int) -> torch.nn.Module:
+    """Return torchvision's model ``name`` (see :data:`PEERS`) with fresh weights."""
+    if name == 'lraspp':
+        from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+        return lraspp_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                         num_classes=len(street.CLASSES))
+    if name == 'fasterrcnn':
+        from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+        return fasterrcnn_mobilenet_v3_large_320_fpn(
+            weights=None, weights_backbone=None, num_classes=len(DET_CLASSES) + 1,
+            min_size=min(height, width), max_size=max(height, width),
+            box_batch_size_per_image=ROI_SAMPLES)
+    raise ValueError('unknown peer %r; known: %s' % (name, ', '.join(sorted(PEERS))))
+
+
+class Peer:
+    """A trained peer for evaluation: uint8 frames in, the task's output out."""
+
+    def __init__(self, name: str, net: torch.nn.Module, card: Dict, device='cpu'):
+        """Wrap ``net`` (eval mode) described by ``card``."""
+        self.name, self.card = name, card
+        self.task = PEERS[card['peer']]
+        self.net = net.to(device).eval()
+        self.device = torch.device(device)
+        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> Dict:
+        """Run on uint8 (N, 3, H, W) frames; return ``seg_logits`` or ``detections``."""
+        x = images.to(self.device).float() / 255.0
+        with torch.inference_mode():
+            if self.task == 'segmentation':
+                return {'seg_logits': self.net((x - self.mean) / self.std)['out']}
+            return {'detections': self.net(list(x))}     # torchvision normalises itself
+
+
+def load_peer(path: str, name: str = '', device: str = 'cpu') -> Peer:
+    """Load a peer checkpoint; CheckpointError says what is wrong with it."""
+    blob = read_checkpoint(path)
+    card = blob['card']
+    if card.get('peer') not in PEERS:
+        raise CheckpointError('%s is not a peer checkpoint (its card names no peer of %s; '
+                              'StreamDEQ models go to --model)' % (path, ', '.join(sorted(PEERS))))
+    size = card['input']
+    net = build_peer(card['peer'], size['height'], size['width'])
+    try:
+        net.load_state_dict(blob['state_dict'])
+    except RuntimeError as exc:
+        raise CheckpointError('%s does not fit torchvision %s: %s'
+                              % (path, card['peer'], str(exc).splitlines()[0]))
+    return Peer(name or card['peer'], net, card, device)
+
+
+def peer_scores(peer: Peer, clips: Sequence[LabelledClip], class_names: Sequence[str],
+                batch_size: int = 16) -> Dict:
+    """Score ``peer`` on the labelled frame of each clip (single-frame by nature)."""
+    if peer.task == 'segmentation':
+        score = SegmentationScore(len(class_names), class_names)
+        key = 'miou'
+    else:
+        if not all('labels' in c.meta for c in clips):
+            raise ValueError("detection peers need clips with boxes (the generator's)")
+        score = DetectionScore(DET_CLASSES)
+        key = 'map50'
+    for i in range(0, len(clips), batch_size):
+        batch = clips[i:i + batch_size]
+        images = torch.from_numpy(np.stack([c.frames[c.labelled_index] for c in batch]))
+        out = peer(images.permute(0, 3, 1, 2))
+        if key == 'miou':
+            score.update(class_ids(out['seg_logits'], batch[0].frames[0].shape[:2]).cpu(),
+                         torch.from_numpy(np.stack([c.mask for c in batch])))
+        else:
+            score.update(out['detections'],
+                         [frame_targets(c.meta['labels'][c.labelled_index]) for c in batch])
+    r = score.compute()
+    return {key: r[key], 'per_class_' + key: r.get('per_class', r.get('iou'))}
+
+
+def peer_frame_ms(peer: Peer, clip: LabelledClip, frames: int = 20) -> float:
+    """Milliseconds per frame of ``peer`` on one stream (batch 1), read-out included."""
+    size = clip.frames[0].shape[:2]
+    seq = [torch.from_numpy(clip.frames[i % len(clip.frames)]).permute(2, 0, 1)[None]
+           for i in range(frames + 1)]
+
+    def one(img):
+        out = peer(img)
+        if 'seg_logits' in out:
+            class_ids(out['seg_logits'], size)
+
+    one(seq[0])                                      # warm-up, not timed
+    sync = torch.cuda.synchronize if peer.device.type == 'cuda' else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for img in seq[1:]:
+        one(img)
+    sync()
+    return 1000.0 * (time.perf_counter() - t0) / frames
+
+
+def peer_loss(name: str, net: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
+              targets: Optional[List[Dict]]) -> Dict[str, torch.Tensor]:
+    """Return the loss terms of one training batch (uint8 images)."""
+    x = images.float() / 255.0
+    if name == 'lraspp':
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        logits = net((x - mean) / std)['out']
+        return {'seg': F.cross_entropy(logits, masks, ignore_index=street.IGNORE_INDEX)}
+    return net(list(x), [{'boxes': t['boxes'], 'labels': t['labels']} for t in targets])
+
+
+def _card(args, step: int, metrics: Dict, command: str) -> Dict:
+    return {
+        'name': os.path.basename(os.path.normpath(args.out)),
+        'peer': args.peer, 'task': PEERS[args.peer],
+        'torchvision': __import__('torchvision').__version__,
+        'input': {'height': args.height, 'width': args.width, 'color': 'rgb'},
+        'classes': (list(street.CLASSES) if args.peer == 'lraspp' else list(DET_CLASSES)),
+        'training': {'command': command, 'data': 'street', 'data_seed': args.seed,
+                     'steps': step, 'batch_size': args.batch_size, 'lr': args.lr,
+                     'optimizer': 'adam, cosine decay, grad-norm clip %g' % args.clip_grad,
+                     'train_clips': args.train_clips, 'pretrained': False,
+                     'roi_samples': ROI_SAMPLES if args.peer == 'fasterrcnn' else None},
+        'metrics': metrics,
+    }
+
+
+def run(args) -> int:
+    """Entry point of ``streamdeq train-peer``."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.height % 32 or args.width % 32:
+        raise SystemExit('streamdeq train-peer: --height and --width must be multiples of 32')
+    torch.manual_seed(args.seed)
+    device = torch.device('cuda' if args.device != 'cpu' and torch.cuda.is_available()
+                          else 'cpu')
+    net = build_peer(args.peer, args.height, args.width).to(device).train()
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    os.makedirs(args.out, exist_ok=True)
+    last = os.path.join(args.out, 'last.pt')
+    step, metrics = 0, {'history': []}
+    if args.resume and os.path.exists(last):
+        try:
+            blob = read_checkpoint(last)
+            net.load_state_dict(blob['state_dict'])
+            opt.load_state_dict(blob['optimizer'])
+            sched.load_state_dict(blob['scheduler'])
+        except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
+            raise SystemExit('streamdeq train-peer: cannot resume from %s: %s' % (last, exc))
+        step = int(blob['step'])
+        metrics = dict(blob['card'].get('metrics', {}), history=list(
+            blob['card'].get('metrics', {}).get('history', [])))
+        print('resumed from %s at step %d' % (last, step))
+    stills = StreetStills(args.train_clips, args.height, args.width, seed=args.seed,
+                          split='train', targets=args.peer == 'fasterrcnn')
+    val = street_clips(args.val_clips, args.height, args.width, seed=args.seed, split='val')
+    single = distributed.Dist(0, 1, 0, device, None)
+    sampler = distributed.ShardSampler(stills, single, args.batch_size, args.seed)
+    loader = DataLoader(stills, batch_size=args.batch_size, sampler=sampler,
+                        num_workers=args.workers, collate_fn=list)
+    command = 'streamdeq train-peer ' + ' '.join(shlex.quote(a) for a in args.argv)
+    log_path = os.path.join(args.out, 'train_log.csv')
+    log_new = not os.path.exists(log_path) or step == 0
+    log = open(log_path, 'w' if log_new else 'a', newline='')
+    writer = csv.writer(log)
+    if log_new:
+        writer.writerow(['step', 'loss', 'lr', 'seconds', 'val'])
+    t0 = time.time()
+    bar = tqdm(total=args.steps, initial=step, desc='train %s' % args.peer, unit='step')
+    running = None
+    stop_at = args.steps if not args.stop_after else min(args.steps, step + args.stop_after)
+    while step < stop_at:
+        sampler.set_position(*divmod(step, sampler.batches))
+        for items in loader:
+            images = torch.stack([it[0] for it in items]).to(device)
+            masks = torch.stack([it[1] for it in items]).to(device)
+            targets = ([{k: v.to(device) for k, v in it[2].items()} for it in items]
+                       if args.peer == 'fasterrcnn' else None)
+            net.train()
+            loss = sum(peer_loss(args.peer, net, images, masks, targets).values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_grad)
+            opt.step()
+            sched.step()
+            step += 1
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                raise SystemExit('streamdeq train-peer: loss became %r at step %d; lower --lr'
+                                 % (lv, step))
+            running = lv if running is None else 0.98 * running + 0.02 * lv
+            bar.update(1)
+            bar.set_postfix(loss='%.3f' % running)
+            shown = ''
+            if step % args.val_every == 0 or step == stop_at:
+                net.eval()
+                v = peer_scores(Peer(args.peer, net, {'peer': args.peer}, device), val,
+                                list(street.CLASSES))
+                key = 'miou' if 'miou' in v else 'map50'
+                shown = '%.4f' % v[key]
+                metrics['history'].append({'step': step, 'loss': running,
+                                           'val_' + key: v[key]})
+                metrics['val_single_frame'] = v
+                bar.write('step %d: loss %.3f, %s %.3f'
+                          % (step, running, METRIC_NAMES[key], v[key]))
+                save_checkpoint(last, net, _card(args, step, metrics, command),
+                                {'optimizer': opt.state_dict(),
+                                 'scheduler': sched.state_dict(), 'step': step})
+            if step % 10 == 0 or shown:
+                writer.writerow([step, '%.4f' % running, '%.3g' % sched.get_last_lr()[0],
+                                 '%.1f' % (time.time() - t0), shown])
+                log.flush()
+            if step >= stop_at:
+                break
+    bar.close()
+    log.close()
+    if step < args.steps:
+        print('stopped at step %d of %d; continue with --resume' % (step, args.steps))
+        return 0
+    card = _card(args, step, metrics, command)
+    save_checkpoint(os.path.join(args.out, 'model.pt'), net.eval(), card)
+    with open(os.path.join(args.out, 'model_card.json'), 'w') as fh:
+        json.dump(card, fh, indent=1)
+    print('wrote %s' % os.path.join(args.out, 'model.pt'))
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    """Add the options of ``streamdeq train-peer``."""
+    p.add_argument('--peer', choices=sorted(PEERS), required=True, help='torchvision model')
+    p.add_argument('--height', type=int, default=96, help='frame height (multiple of 32)')
+    p.add_argument('--width', type=int, default=192, help='frame width (multiple of 32)')
+    p.add_argument('--steps', type=int, default=3000, help='optimiser steps')
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--lr', type=float, default=1e-3, help='initial learning rate (cosine decay)')
+    p.add_argument('--clip-grad', type=float, default=5.0, help='gradient-norm clip')
+    p.add_argument('--train-clips', type=int, default=20000,
+                   help='generated training clips (one still frame each)')
+    p.add_argument('--val-clips', type=int, default=16, help='held-out clips for validation')
+    p.add_argument('--val-every', type=int, default=500, help='validate + checkpoint period')
+    p.add_argument('--seed', type=int, default=0, help='data and initialisation seed')
+    p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
+    p.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto')
+    p.add_argument('--workers', type=int, default=0, help='DataLoader worker processes')
+    p.add_argument('--out', required=True, help='output directory')
+    p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')
+    p.add_argument('--stop-after', type=int, default=0,
+                   help='stop after this many steps of this run (0: run to --steps)')
