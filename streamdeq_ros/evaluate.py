@@ -264,6 +264,9 @@ def add_arguments(p):
                    help='a checkpoint to evaluate, repeatable; SOLVER (unroll|broyden) and the '
                         'single-frame N default to the model card (IL from UR weights: '
                         'IL=ur.pt:broyden:26)')
+    p.add_argument('--peer', action='append', default=[], metavar='NAME=PATH',
+                   help='a peer of `streamdeq train-peer` (single-frame), repeatable: scored '
+                        'on the same clips and metric code, timed in the same rounds')
     p.add_argument('--data', default='street', help="'street' or 'cityscapes:ROOT'")
     p.add_argument('--clips', type=int, default=32, help='number of held-out clips')
     p.add_argument('--height', type=int, default=0, help='frame height (0: the model card)')
@@ -320,6 +323,16 @@ def _run(args, d: distributed.Dist) -> int:
         inf = card.get('inference', {})
         nets[name] = (net, card, solver or inf.get('solver', 'unroll'),
                       n or int(inf.get('single_frame_iters', 20)), path)
+    from .peers import load_peer
+    peers = {}
+    for spec in args.peer:
+        name, _, path = spec.partition('=')
+        if not name or not path:
+            raise SystemExit('streamdeq eval: --peer needs NAME=PATH, got %r' % spec)
+        try:
+            peers[name] = load_peer(path, name, args.device)
+        except CheckpointError as exc:
+            raise SystemExit('streamdeq eval: %s' % exc)
     first_card = next(iter(nets.values()))[1]
     h = args.height or first_card.get('input', {}).get('height', 96)
     w = args.width or first_card.get('input', {}).get('width', 192)
@@ -345,21 +358,49 @@ def _run(args, d: distributed.Dist) -> int:
     if not d.main:                  # the scores are complete on every process; one reports
         distributed.barrier(d)
         return 0
+    if peers:
+        from .peers import peer_scores
+        results['peers'] = {}
+        for name, peer in peers.items():
+            if (peer.card['input']['height'], peer.card['input']['width']) != (h, w):
+                print('note: peer %s was trained at %dx%d; scored at %dx%d' % (
+                    name, peer.card['input']['width'], peer.card['input']['height'], w, h))
+            r = peer_scores(peer, clips, classes, args.batch_size)
+            r.update({'task': peer.task, 'peer': peer.card['peer'], 'checkpoint':
+                      [s for s in args.peer if s.startswith(name + '=')][0].split('=', 1)[1],
+                      'train_steps': peer.card.get('training', {}).get('steps')})
+            results['peers'][name] = r
+            key = 'miou' if 'miou' in r else 'map50'
+            print('peer %s (%s): %s %.3f' % (name, peer.card['peer'], METRIC_NAMES[key], r[key]))
     # Timing last, interleaved over models and repeated: a slow spell of a shared machine
     # then hits every model alike, and the median of the repeats is reported.
     # A model with more heads is timed reading all of them ('fps') and reading only its
     # segmentation head ('fps_seg_only'): the cost of the extra heads on the same fixed point.
     keys = [(str(m), m) for m in args.iters]
+    # With peers, each StreamDEQ model is also timed reading only the head a peer is compared
+    # on ('fps_det_only' for detection; segmentation has 'fps_seg_only').
+    peer_tasks = {p.task for p in peers.values()}
     runs = [(name, key, m, field, heads) for name in nets
             for key, m in keys + [('baseline', nets[name][3])]
             for field, heads in [('fps', None)] + ([('fps_seg_only', ['segmentation'])]
-                                                   if len(nets[name][0].heads) > 1 else [])]
+                                                   if len(nets[name][0].heads) > 1 else [])
+            + ([('fps_det_only', ['detection'])] if 'detection' in peer_tasks
+               and 'detection' in nets[name][0].heads else [])]
+    runs += [(name, 'peer', None, 'ms', None) for name in peers]
     times = {(name, key, field): [] for name, key, _, field, _ in runs}
     for _ in tqdm(range(args.fps_repeats), desc='frames/s', unit='round'):
         for name, key, m, field, heads in runs:
+            if key == 'peer':
+                from .peers import peer_frame_ms
+                times[(name, key, field)].append(peer_frame_ms(peers[name], clips[0],
+                                                               args.fps_frames))
+                continue
             times[(name, key, field)].append(measure_fps(
                 nets[name][0], clips[0], m, nets[name][2], args.fps_frames, heads))
     for (name, key, field), values in times.items():
+        if key == 'peer':
+            results['peers'][name]['ms'] = float(np.median(values))
+            continue
         results['models'][name].setdefault(field, {})[key] = float(np.median(values))
     results['fps_repeats'] = args.fps_repeats
     paths = write_reports(results, args.out)

@@ -63,7 +63,96 @@ def write_reports(results: Dict, out_dir: str) -> Dict[str, str]:
         for metric in extra:
             paths['plot_' + metric] = os.path.join(out_dir, '%s_vs_offset.png' % metric)
             plot_curves(results, paths['plot_' + metric], metric)
+    if results.get('peers'):
+        paths['peers_table'] = os.path.join(out_dir, 'accuracy_cost.md')
+        paths['plot_peers'] = os.path.join(out_dir, 'accuracy_vs_ms.png')
+        with open(paths['peers_table'], 'w') as fh:
+            fh.write(peers_table_markdown(results))
+        plot_accuracy_cost(results, paths['plot_peers'])
     return paths
+
+
+#: (metric, StreamDEQ timing field with only that head read) of the peer comparison
+PEER_METRICS = (('miou', 'fps_seg_only'), ('map50', 'fps_det_only'))
+
+
+def accuracy_cost_points(results: Dict, metric: str, field: str):
+    """Return ({model: [(label, ms, value)]}, [(peer, ms, value)]) for one metric.
+
+    StreamDEQ points are streamed at the largest offset for each M, then the single-frame N;
+    their milliseconds are those of reading only the compared head (all heads if not timed).
+    """
+    results = json.loads(json.dumps(results))
+    off = str(max(results['offsets']))
+    curves = {}
+    for name, r in results['models'].items():
+        if metric not in r['metrics']:
+            continue
+        fps = r.get(field) or r['fps']
+        pts = [('M=%d' % m, 1000.0 / fps[str(m)], r['metrics'][metric]['curves'][str(m)][off])
+               for m in results['iters']]
+        pts.append(('N=%d' % r['baseline']['iters'], 1000.0 / fps['baseline'],
+                    r['baseline'][metric]))
+        curves[name] = pts
+    peers = [(name, p['ms'], p[metric]) for name, p in results.get('peers', {}).items()
+             if metric in p and 'ms' in p]
+    return curves, peers
+
+
+def peers_table_markdown(results: Dict) -> str:
+    """Accuracy against milliseconds per frame: StreamDEQ per M and single-frame, and peers."""
+    out = []
+    for metric, field in PEER_METRICS:
+        curves, peers = accuracy_cost_points(results, metric, field)
+        if not peers:
+            continue
+        out.append('| %s | ms / frame | %s |\n|---|---|---|' % (
+            'model', METRIC_NAMES[metric]))
+        for name, pts in curves.items():
+            for label, ms, v in pts:
+                out.append('| %s %s | %.1f | %.1f |' % (name, label, ms, 100 * v))
+        for name, ms, v in peers:
+            p = results['peers'][name]
+            out.append('| %s (%s, %s steps, single frame) | %.1f | %.1f |' % (
+                name, p['peer'], p.get('train_steps'), ms, 100 * v))
+        out.append('')
+    out.append('StreamDEQ rows: streamed, scored at offset %d (M iterations per frame), and the '
+               'single-frame N; their time reads only the compared head. Peers: one frame at a '
+               'time. %d held-out clips of %dx%d; one stream, batch 1, %s, median of %d '
+               'interleaved timing rounds, the whole frame included (normalisation, network, '
+               'arg-max or detection post-processing).'
+               % (max(results['offsets']), results['clips'], results['width'],
+                  results['height'], results['device'], results.get('fps_repeats', 1)))
+    return '\n'.join(out) + '\n'
+
+
+def plot_accuracy_cost(results: Dict, path: str):
+    """Plot accuracy against ms per frame: a curve per StreamDEQ model, a point per peer."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    panels = [(m, f) for m, f in PEER_METRICS if accuracy_cost_points(results, m, f)[1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (metric, field) in zip(axes[0], panels):
+        curves, peers = accuracy_cost_points(results, metric, field)
+        for name, pts in curves.items():
+            ax.plot([p[1] for p in pts[:-1]], [100 * p[2] for p in pts[:-1]], 'o-',
+                    label='%s streamed' % name)
+            ax.plot([pts[-1][1]], [100 * pts[-1][2]], 's', color='k',
+                    label='%s single-frame %s' % (name, pts[-1][0]))
+            for label, ms, v in pts:
+                ax.annotate(label, (ms, 100 * v), textcoords='offset points', xytext=(4, -10),
+                            fontsize=7)
+        for name, ms, v in peers:
+            ax.plot([ms], [100 * v], '*', ms=12, label=name)
+        ax.set_xscale('log')
+        ax.set_xlabel('ms per frame (log scale)')
+        ax.set_ylabel('%s (%%)' % METRIC_NAMES[metric])
+        ax.grid(alpha=0.3, which='both')
+        ax.legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def table_markdown(results: Dict) -> str:

@@ -109,12 +109,14 @@ class _Job:
         self.batch = 1
         self.queued = 0.0
         self.published: List[str] = []  # keys of the partial outputs published
+        self.deadline = (0.0, '')       # deadline_ms and deadline_rule the frame was solved with
 
     def partial(self, out: FrameOutput) -> '_Job':
         """Return the job that publishes a partial result of this frame."""
         job = _Job(self.cam, self.msg, self.rgb, self.t0, self.stages)
         job.out = out
         job.published = self.published
+        job.deadline = self.deadline
         return job
 
 
@@ -470,6 +472,7 @@ class StreamDEQNode(LifecycleNode):
                 continue
             jobs.append(_Job(cam, msg, rgb, t0, {'wait': wait * 1e3,
                                                  'convert': (time.perf_counter() - c0) * 1e3}))
+            jobs[-1].deadline = (cfg['deadline_ms'], cfg['deadline_rule'])
         if not jobs:
             return
         partial = cfg['publish_partial'] and any(self._wanted(j.cam, 'partial/') for j in jobs)
@@ -540,7 +543,7 @@ class StreamDEQNode(LifecycleNode):
         latency = (end - job.t0) * 1e3
         result, out = job.result, job.out
         self.pipeline.frame_done(result, end)
-        deadline = self.cfg['deadline_ms']
+        deadline, rule = job.deadline
         over = bool(deadline) and latency > deadline
         with self.cond:
             cam.processed += 1
@@ -552,7 +555,7 @@ class StreamDEQNode(LifecycleNode):
             'frame_id': msg.header.frame_id, 'iters': result.iters,
             'final_residual': result.final_residual, 'latency_ms': round(latency, 3),
             'warm': result.warm, 'reset': result.reset, 'cut': out.cut, 'stage': 'refined',
-            'over_deadline': over,
+            'over_deadline': over, 'deadline_ms': deadline, 'deadline_rule': rule,
             'partials': [p.iteration for p in result.partials],
             'detections': None if out.detections is None else len(out.detections.ids),
             'persons': None if out.persons is None else len(out.persons.ids),
