@@ -157,7 +157,7 @@ def add_arguments(p):
     p.add_argument('--duration', type=float, default=90.0, help='seconds measured')
     p.add_argument('--warmup', type=float, default=5.0, help='seconds before measuring')
     p.add_argument('--seconds', type=float, default=3.0, help='seconds per rule switch')
-    p.add_argument('--hogs', type=int, default=2, help='CPU-bound processes in the middle third')
+    p.add_argument('--hogs', type=int, default=1, help='CPU-bound processes in the middle third')
     p.add_argument('--out', default='bench/deadline.json', help='JSON results')
     p.add_argument('--plot', default='docs/results/deadline.png', help='plot')
 
