@@ -26,7 +26,8 @@ from .bench_node import (bench_frames, private_domain_env, resolve_checkpoint, S
 SETTLE_S = 1.0
 
 
-def _topic(k: int) -> str:
+def camera_topic(k: int) -> str:
+    """Return the topic of camera ``k`` of the bench's publisher."""
     return '/streamdeq_bench_cameras/cam%d' % k
 
 
@@ -40,7 +41,8 @@ def _publisher(n: int, width: int, height: int, rate: float, seconds: float) -> 
     from .ros.shutdown import init_with_stop_flag
     stop = init_with_stop_flag()
     node = Node('bench_cameras_publisher')
-    pubs = [node.create_publisher(Image, _topic(k), qos_profile_sensor_data) for k in range(n)]
+    pubs = [node.create_publisher(Image, camera_topic(k), qos_profile_sensor_data)
+            for k in range(n)]
     frames = bench_frames(width, height, 8)
     msgs = [[fill_image(Image(), frames[(k + j) % len(frames)], 'rgb8') for j in range(4)]
             for k in range(n)]
@@ -77,7 +79,7 @@ def _measure(n: int, args, checkpoint: str) -> dict:
     segments = [r for _ in range(args.rounds) for r in ('batched', 'one_at_a_time')]
     total_s = len(segments) * args.seconds + 90
     env = dict(os.environ, FASTDDS_DEFAULT_PROFILES_FILE=profile_path())
-    node_proc = start_node([_topic(k) for k in range(n)],
+    node_proc = start_node([camera_topic(k) for k in range(n)],
                            {'checkpoint': checkpoint, 'iters': args.iters, 'max_batch': n,
                             'threads': args.threads},
                            env=env)
@@ -86,7 +88,8 @@ def _measure(n: int, args, checkpoint: str) -> dict:
     status = []
     client.create_subscription(String, '/streamdeq/status', lambda m: status.append(
         (time.monotonic(), json.loads(m.data))), 1000)
-    names = [_topic(k).strip('/').replace('/', '_') + '/' if n > 1 else '' for k in range(n)]
+    names = [camera_topic(k).strip('/').replace('/', '_') + '/' if n > 1 else ''
+             for k in range(n)]
     for name in names:
         client.create_subscription(Image, '/streamdeq/%ssegmentation/class_mask' % name,
                                    lambda m: None, qos_profile_sensor_data)
@@ -100,7 +103,7 @@ def _measure(n: int, args, checkpoint: str) -> dict:
             [sys.executable, '-m', 'streamdeq_ros.bench_cameras', '--child', str(n), str(width),
              str(height), str(args.rate), str(total_s)], env=env)
         end = time.monotonic() + 60          # until every camera is answered
-        while {s['camera'] for _, s in status} != {_topic(k) for k in range(n)}:
+        while {s['camera'] for _, s in status} != {camera_topic(k) for k in range(n)}:
             if time.monotonic() > end:
                 raise RuntimeError('the node did not answer every camera within 60 s')
             rclpy.spin_once(client, timeout_sec=0.05)
@@ -126,7 +129,8 @@ def _measure(n: int, args, checkpoint: str) -> dict:
         seconds = sum(seg[-1]['_seconds'] for seg in segs)
         frames = [s for seg in segs for s in seg[:-1]]
         lat = [s['latency_ms'] for s in frames]
-        per_cam = [sum(s['camera'] == _topic(k) for s in frames) / seconds for k in range(n)]
+        per_cam = [sum(s['camera'] == camera_topic(k) for s in frames) / seconds
+                   for k in range(n)]
         out[rule] = {'fps': round(len(frames) / seconds, 2),
                      'fps_per_camera_min': round(min(per_cam), 2),
                      'latency_p50_ms': round(float(np.percentile(lat, 50)), 2) if lat else None,

@@ -24,11 +24,12 @@ import time
 
 import numpy as np
 
+from .bench_cameras import camera_topic
 from .bench_dds import profile_path
 from .bench_node import private_domain_env, resolve_checkpoint, start_node, stop_node
 
 RULES = ('reactive', 'predictive')
-TOPIC = '/streamdeq_bench_cameras/cam0'          # the one camera of bench_cameras' publisher
+TOPIC = camera_topic(0)                          # the one camera of bench_cameras' publisher
 
 
 def summarise(frames, deadline: float) -> dict:

@@ -14,12 +14,25 @@ BIN = executable('streamdeq')
 
 @pytest.mark.parametrize('argv', [['--help'], ['bench', '--help'], ['bench', 'solver', '--help'],
                                   ['bench', 'heads', '--help'], ['demo', '--help'],
-                                  ['train', '--help'], ['eval', '--help']])
+                                  ['train', '--help'], ['eval', '--help'],
+                                  ['train-peer', '--help'], ['eval-cuts', '--help'],
+                                  ['bench', 'deadline', '--help']])
 def test_help_exits_zero(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 0
     assert 'usage: streamdeq' in capsys.readouterr().out
+
+
+def test_bench_deadline_summary_counts_misses_overshoot_and_single_iterations():
+    from streamdeq_ros.bench_deadline import summarise
+    frames = [{'latency_ms': v, 'iters': m} for v, m in
+              ((40.0, 4), (55.0, 3), (70.0, 1), (90.0, 2))]
+    s = summarise(frames, 60.0)
+    assert s['frames'] == 4 and s['over_fraction'] == 0.5 and s['over_at_one_iteration'] == 1
+    assert s['mean_iters'] == 2.5 and s['latency_p50_ms'] == 62.5
+    assert 25.0 < s['p95_overshoot_ms'] <= 30.0
+    assert summarise([], 60.0) == {'frames': 0}
 
 
 def test_demo_runs_node_and_source_and_switches_iters(tmp_path):
