@@ -114,7 +114,9 @@ def _measure(args, checkpoint: str) -> dict:
             pub_proc.terminate()
             pub_proc.wait(timeout=30)
         stop_node(node_proc)
-    frames = [dict(s, t=round(t - t0, 3)) for t, s in status if s.get('deadline_rule')]
+    frames = [{'t': round(t - t0, 3), 'deadline_rule': s['deadline_rule'],
+               'latency_ms': s['latency_ms'], 'iters': s['iters'],
+               'over_deadline': s['over_deadline']} for t, s in status if s.get('deadline_rule')]
     return {'frames': frames, 'load_s': load}
 
 

@@ -158,10 +158,11 @@ def peer_loss(name: str, net: torch.nn.Module, images: torch.Tensor, masks: torc
 
 
 def _card(args, step: int, metrics: Dict, command: str) -> Dict:
+    from torchvision import __version__ as torchvision_version
     return {
         'name': os.path.basename(os.path.normpath(args.out)),
         'peer': args.peer, 'task': PEERS[args.peer],
-        'torchvision': __import__('torchvision').__version__,
+        'torchvision': torchvision_version,
         'input': {'height': args.height, 'width': args.width, 'color': 'rgb'},
         'classes': (list(street.CLASSES) if args.peer == 'lraspp' else list(DET_CLASSES)),
         'training': {'command': command, 'data': 'street', 'data_seed': args.seed,
