@@ -10,7 +10,9 @@ The session knows nothing of ROS. It needs a *backbone* with the methods of
 an optional *readout* (the task heads) that maps a state to outputs.
 
 The iteration count of a frame is decided in one place, :class:`IterationBudget`: a fixed M,
-an optional relative-residual tolerance for early exit, and an optional deadline.
+an optional relative-residual tolerance for early exit, and an optional deadline, applied
+reactively (stop once it has passed) or predictively (stop before an iteration that, with the
+frame's outputs, would not fit; the costs come from a shared :class:`DeadlinePlanner`).
 
 :func:`step_batch` advances several sessions (cameras) by one frame each in one batched solve;
 each session ends exactly where its own :meth:`StreamSession.step` would have.
