@@ -550,6 +550,10 @@ class StreamDEQNode(LifecycleNode):
             cam.monitor.processed(time.monotonic(), latency)
             cam.over_deadline += over
             cam.over_deadline_at_one += over and result.iters == 1
+        if over and result.iters == 1:
+            self._warn('camera %s: %.1f ms, over deadline_ms %g even with one iteration (a '
+                       'smaller input_size, mask_resolution network or a looser deadline helps)'
+                       % (cam.topic, latency, deadline))
         self.status_pub.publish(String(data=json.dumps({
             'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
             'frame_id': msg.header.frame_id, 'iters': result.iters,
