@@ -7,7 +7,8 @@
 # 1. the tests that take a CUDA path when CUDA is there (sessions on the device, parameters);
 # 2. latency against iters on the GPU (bench node: the node over DDS against in-process);
 # 3. 1 / 4 / 8 cameras batched and one at a time (bench cameras), both bundled models;
-# 4. the onnxruntime backend (its CUDA provider needs the onnxruntime-gpu wheel).
+# 4. the onnxruntime backend (its CUDA provider needs the onnxruntime-gpu wheel);
+# 5. the reactive and predictive deadline rules under a CPU hog (bench deadline, 20 ms).
 # Not built yet (issue #12): the fixed-M loop captured in a CUDA graph.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +24,7 @@ fi
 status=0
 cd "$ROOT"
 "$PY" -m pytest -q test/test_stream.py test/test_stream_batch.py test/test_pipeline.py \
-  test/test_node_batch.py 2>&1 | tee "$OUT/tests.log" | tail -3 || status=1
+  test/test_node_batch.py test/test_cuts.py 2>&1 | tee "$OUT/tests.log" | tail -3 || status=1
 for model in multi_tiny_sur multi_192_sur; do
   for iters in 1 2 4 8; do
     "$PY" -m streamdeq_ros.cli bench node --checkpoint "$model" --iters "$iters" \
@@ -38,5 +39,7 @@ done
 "$PY" -m streamdeq_ros.cli bench node --checkpoint multi_tiny_sur --backend onnxruntime \
   --subscribe class --frames 60 --out "$OUT/node_multi_tiny_sur_onnxruntime.json" 2>/dev/null \
   | tail -2 || status=1
+"$PY" -m streamdeq_ros.cli bench deadline --deadline-ms 20 --duration 45 \
+  --out "$OUT/deadline.json" --plot "$OUT/deadline.png" 2>/dev/null | grep '^|' || status=1
 echo "gpu_check: results in $OUT (exit $status)"
 exit $status
