@@ -8,8 +8,9 @@
 # 2. latency against iters on the GPU (bench node: the node over DDS against in-process);
 # 3. 1 / 4 / 8 cameras batched and one at a time (bench cameras), both bundled models;
 # 4. the onnxruntime backend (its CUDA provider needs the onnxruntime-gpu wheel);
-# 5. the reactive and predictive deadline rules under a CPU hog (bench deadline, 20 ms).
-# Not built yet (issue #12): the fixed-M loop captured in a CUDA graph.
+# 5. the reactive and predictive deadline rules under a CPU hog (bench deadline, 20 ms);
+# 6. the fixed-M loop captured in a CUDA graph against eager, batch 1 and 8 (bench cudagraph;
+#    written without a GPU to run it on: it checks its own states against eager).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${STREAMDEQ_VENV:-$ROOT/.venv}/bin/python"
@@ -41,5 +42,9 @@ done
   | tail -2 || status=1
 "$PY" -m streamdeq_ros.cli bench deadline --deadline-ms 20 --duration 45 \
   --out "$OUT/deadline.json" --plot "$OUT/deadline.png" 2>/dev/null | grep '^|' || status=1
+for batch in 1 8; do
+  "$PY" -m streamdeq_ros.cli bench cudagraph --batch "$batch" \
+    --out "$OUT/cudagraph_b${batch}.json" || status=1
+done
 echo "gpu_check: results in $OUT (exit $status)"
 exit $status

@@ -4,6 +4,7 @@ import json
 import subprocess
 
 import pytest
+import torch
 
 from streamdeq_ros.cli import main
 from streamdeq_ros.executables import executable
@@ -16,12 +17,19 @@ BIN = executable('streamdeq')
                                   ['bench', 'heads', '--help'], ['demo', '--help'],
                                   ['train', '--help'], ['eval', '--help'],
                                   ['train-peer', '--help'], ['eval-cuts', '--help'],
-                                  ['bench', 'deadline', '--help']])
+                                  ['bench', 'deadline', '--help'],
+                                  ['bench', 'cudagraph', '--help']])
 def test_help_exits_zero(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 0
     assert 'usage: streamdeq' in capsys.readouterr().out
+
+
+def test_bench_cudagraph_without_cuda_says_so_and_exits_2(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)   # as on this machine
+    assert main(['bench', 'cudagraph']) == 2
+    assert 'CUDA graphs need a CUDA device' in capsys.readouterr().out
 
 
 def test_bench_deadline_summary_counts_misses_overshoot_and_single_iterations():
