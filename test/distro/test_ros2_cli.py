@@ -79,9 +79,9 @@ def test_launch_param_set_lifecycle_and_ctrl_c(client):
         n = len(status)
         assert _spin_until(node, lambda: len(status) >= n + 3, 30)
         assert all(s['iters'] == 1 for s in status[n - 1:])
-        out = _ros2('param', 'set', '/streamdeq', 'iters', '0')
+        out = _ros2_until_found('param', 'set', '/streamdeq', 'iters', '0')
         assert 'iters must be an integer from 1 to 100, got 0' in out.stdout + out.stderr
-        out = _ros2('param', 'set', '/streamdeq', 'deadline_ms', '5')   # integer syntax
+        out = _ros2_until_found('param', 'set', '/streamdeq', 'deadline_ms', '5')   # int syntax
         assert 'Set parameter successful' in out.stdout, out
         out = _ros2_until_found('lifecycle', 'set', '/streamdeq', 'deactivate')
         assert out.returncode == 0 and 'Transitioning successful' in out.stdout, out
@@ -89,7 +89,7 @@ def test_launch_param_set_lifecycle_and_ctrl_c(client):
         n = len(status)
         _spin_until(node, lambda: False, 3.0)
         assert len(status) == n                             # inactive: no outputs
-        out = _ros2('lifecycle', 'set', '/streamdeq', 'activate')
+        out = _ros2_until_found('lifecycle', 'set', '/streamdeq', 'activate')
         assert out.returncode == 0 and 'Transitioning successful' in out.stdout, out
         assert _spin_until(node, lambda: len(status) >= n + 3, 30)   # resumed
     finally:
