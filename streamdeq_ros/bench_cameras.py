@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from .bench_dds import profile_path
-from .bench_node import (bench_frames, private_domain_env, resolve_checkpoint, STAGES,
-                         start_node, stop_node)
+from .bench_node import (add_checkpoint_option, bench_frames, private_domain_env,
+                         resolve_checkpoint, STAGES, start_node, stop_node)
 
 SETTLE_S = 1.0
 
@@ -146,8 +146,7 @@ def _measure(n: int, args, checkpoint: str) -> dict:
 def add_arguments(p):
     """Add the benchmark's options."""
     p.add_argument('--cameras', default='1,2,4,8', help='camera counts')
-    p.add_argument('--checkpoint', default='',
-                   help="model ('' = the bundled default; a bundled name or a path)")
+    add_checkpoint_option(p)
     p.add_argument('--size', default='640x480', help='camera frame WxH')
     p.add_argument('--rate', type=float, default=30.0, help='frames/s of each camera')
     p.add_argument('--iters', type=int, default=2, help='iterations per frame')

@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from .bench_node import add_checkpoint_option, resolve_checkpoint
+
 PREFIX = 'streamdeq bench cudagraph'
 
 
@@ -63,7 +65,6 @@ def run(args) -> int:
     import torch
     from torch.nn.utils import parametrize
 
-    from .bench_node import resolve_checkpoint
     from .data.clips import street_clips
     from .model.checkpoint import load_net
     if not torch.cuda.is_available():
@@ -119,8 +120,7 @@ def run(args) -> int:
 
 def add_arguments(p):
     """Add the benchmark's options."""
-    p.add_argument('--checkpoint', default='',
-                   help="model ('' = the bundled default; a bundled name or a path)")
+    add_checkpoint_option(p)
     p.add_argument('--iters', type=int, nargs='+', default=[1, 2, 4, 8], help='M values')
     p.add_argument('--frames', type=int, default=30, help='frames streamed per mode')
     p.add_argument('--batch', type=int, default=1, help='cameras in the batch')

@@ -26,7 +26,8 @@ import numpy as np
 
 from .bench_cameras import camera_topic
 from .bench_dds import profile_path
-from .bench_node import private_domain_env, resolve_checkpoint, start_node, stop_node
+from .bench_node import (add_checkpoint_option, private_domain_env, resolve_checkpoint,
+                         start_node, stop_node)
 
 RULES = ('reactive', 'predictive')
 TOPIC = camera_topic(0)                          # the one camera of bench_cameras' publisher
@@ -151,8 +152,7 @@ def plot(result: dict, path: str):
 
 def add_arguments(p):
     """Add the benchmark's options."""
-    p.add_argument('--checkpoint', default='',
-                   help="model ('' = the bundled default; a bundled name or a path)")
+    add_checkpoint_option(p)
     p.add_argument('--size', default='640x480', help='camera frame WxH')
     p.add_argument('--rate', type=float, default=10.0, help='camera frames/s')
     p.add_argument('--iters', type=int, default=8, help='the most iterations a frame may get')

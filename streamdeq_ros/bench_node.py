@@ -176,8 +176,7 @@ def _run_size(width, height, args, checkpoint):
 
 def add_arguments(p):
     """Add the benchmark's options."""
-    p.add_argument('--checkpoint', default='',
-                   help="model ('' = the bundled default; a bundled name or a path)")
+    add_checkpoint_option(p)
     p.add_argument('--sizes', default='640x480,1280x720', help='camera WxH list')
     p.add_argument('--subscribe', default='class,all',
                    help="comma list of 'class' (refined class mask only) and 'all'")
@@ -189,6 +188,12 @@ def add_arguments(p):
     p.add_argument('--threads', type=int, default=0,
                    help="torch threads here (0: torch's default; the node uses its default)")
     p.add_argument('--out', default='bench/node.json', help='JSON results')
+
+
+def add_checkpoint_option(p):
+    """Add ``--checkpoint`` as the node benches read it (see :func:`resolve_checkpoint`)."""
+    p.add_argument('--checkpoint', default='',
+                   help="model ('' = the bundled default; a bundled name or a path)")
 
 
 def resolve_checkpoint(name: str) -> str:

@@ -18,8 +18,6 @@ from ``last.pt``. ``streamdeq eval --peer NAME=PATH`` scores a peer with the sam
 metric code as the StreamDEQ models and times it in the same interleaved run.
 """
 import argparse
-import csv
-import json
 import math
 import os
 import shlex
@@ -39,6 +37,7 @@ from .metrics import DetectionScore, METRIC_NAMES, SegmentationScore
 from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .model.heads.segmentation import class_ids
 from .model.network import IMAGENET_MEAN, IMAGENET_STD
+from .train import cosine_schedule, open_train_log, resume_training, write_model
 
 #: peer name -> the task it is scored on
 PEERS = {'lraspp': 'segmentation', 'fasterrcnn': 'detection'}
@@ -185,22 +184,12 @@ def run(args) -> int:
                           else 'cpu')
     net = build_peer(args.peer, args.height, args.width).to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    sched = cosine_schedule(opt, args.steps)
     os.makedirs(args.out, exist_ok=True)
     last = os.path.join(args.out, 'last.pt')
     step, metrics = 0, {'history': []}
     if args.resume and os.path.exists(last):
-        try:
-            blob = read_checkpoint(last)
-            net.load_state_dict(blob['state_dict'])
-            opt.load_state_dict(blob['optimizer'])
-            sched.load_state_dict(blob['scheduler'])
-        except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
-            raise SystemExit('streamdeq train-peer: cannot resume from %s: %s' % (last, exc))
-        step = int(blob['step'])
-        metrics = dict(blob['card'].get('metrics', {}), history=list(
-            blob['card'].get('metrics', {}).get('history', [])))
+        step, metrics = resume_training(last, net, opt, sched, 'streamdeq train-peer')
         print('resumed from %s at step %d' % (last, step))
     stills = StreetStills(args.train_clips, args.height, args.width, seed=args.seed,
                           split='train', targets=args.peer == 'fasterrcnn')
@@ -210,12 +199,7 @@ def run(args) -> int:
     loader = DataLoader(stills, batch_size=args.batch_size, sampler=sampler,
                         num_workers=args.workers, collate_fn=list)
     command = 'streamdeq train-peer ' + ' '.join(shlex.quote(a) for a in args.argv)
-    log_path = os.path.join(args.out, 'train_log.csv')
-    log_new = not os.path.exists(log_path) or step == 0
-    log = open(log_path, 'w' if log_new else 'a', newline='')
-    writer = csv.writer(log)
-    if log_new:
-        writer.writerow(['step', 'loss', 'lr', 'seconds', 'val'])
+    log, writer = open_train_log(args.out, step, ['step', 'loss', 'lr', 'seconds', 'val'])
     t0 = time.time()
     bar = tqdm(total=args.steps, initial=step, desc='train %s' % args.peer, unit='step')
     running = None
@@ -268,11 +252,7 @@ def run(args) -> int:
     if step < args.steps:
         print('stopped at step %d of %d; continue with --resume' % (step, args.steps))
         return 0
-    card = _card(args, step, metrics, command)
-    save_checkpoint(os.path.join(args.out, 'model.pt'), net.eval(), card)
-    with open(os.path.join(args.out, 'model_card.json'), 'w') as fh:
-        json.dump(card, fh, indent=1)
-    print('wrote %s' % os.path.join(args.out, 'model.pt'))
+    write_model(args.out, net, _card(args, step, metrics, command))
     return 0
 
 

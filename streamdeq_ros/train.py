@@ -51,7 +51,7 @@ import os
 import shlex
 import sys
 import time
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -251,6 +251,50 @@ def init_from(net: StreamDEQNet, path: str) -> str:
     return 'initialised %d of %d tensors from %s' % (len(shared), len(own), path)
 
 
+def cosine_schedule(opt: torch.optim.Optimizer, steps: int):
+    """Return the cosine decay of ``opt``'s learning rate to 0 over ``steps`` (then flat)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+
+
+def resume_training(path: str, net, opt, sched, prog: str) -> Tuple[int, Dict]:
+    """Load the weights, optimiser and scheduler of checkpoint ``path``.
+
+    Return (step, metrics with its ``history`` list); a file that does not fit stops ``prog``
+    with one sentence.
+    """
+    try:
+        blob = read_checkpoint(path)
+        net.load_state_dict(blob['state_dict'])
+        opt.load_state_dict(blob['optimizer'])
+        sched.load_state_dict(blob['scheduler'])
+    except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
+        raise SystemExit('%s: cannot resume from %s: %s' % (prog, path, exc))
+    metrics = dict(blob['card'].get('metrics', {}))
+    metrics['history'] = list(metrics.get('history', []))
+    return int(blob['step']), metrics
+
+
+def open_train_log(out: str, step: int, header):
+    """Open ``out``/train_log.csv: new (with ``header``) at step 0, else appended to."""
+    path = os.path.join(out, 'train_log.csv')
+    new = not os.path.exists(path) or step == 0
+    fh = open(path, 'w' if new else 'a', newline='')
+    writer = csv.writer(fh)
+    if new:
+        writer.writerow(header)
+    return fh, writer
+
+
+def write_model(out: str, net, card: Dict):
+    """Write the final ``model.pt`` (weights + card) and ``model_card.json`` into ``out``."""
+    path = os.path.join(out, 'model.pt')
+    save_checkpoint(path, net.eval(), card)
+    with open(os.path.join(out, 'model_card.json'), 'w') as fh:
+        json.dump(card, fh, indent=1)
+    print('wrote %s' % path)
+
+
 def _card(args, classes, palette, height, width, step, metrics, command) -> Dict:
     return {
         'name': os.path.basename(os.path.normpath(args.out)),
@@ -357,23 +401,13 @@ def _train(args, d: distributed.Dist) -> int:
                               weight_decay=args.weight_decay)
     else:
         opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    sched = cosine_schedule(opt, args.steps)
     os.makedirs(args.out, exist_ok=True)
     last = os.path.join(args.out, 'last.pt')
     step = 0
     metrics = {'history': []}
     if args.resume and os.path.exists(last):
-        try:
-            blob = read_checkpoint(last)
-            net.load_state_dict(blob['state_dict'])
-            opt.load_state_dict(blob['optimizer'])
-            sched.load_state_dict(blob['scheduler'])
-        except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
-            raise SystemExit('streamdeq train: cannot resume from %s: %s' % (last, exc))
-        step = int(blob['step'])
-        metrics = dict(blob['card'].get('metrics', {}))
-        metrics.setdefault('history', [])
+        step, metrics = resume_training(last, net, opt, sched, 'streamdeq train')
         if d.main:
             print('resumed from %s at step %d (%d process%s)'
                   % (last, step, d.world, 'es' if d.world > 1 else ''))
@@ -401,12 +435,8 @@ def _train(args, d: distributed.Dist) -> int:
     val_iters = args.f_thres if args.variant == 'il' else args.unroll
     writer = log = None
     if d.main:
-        log_path = os.path.join(args.out, 'train_log.csv')
-        log_new = not os.path.exists(log_path) or step == 0
-        log = open(log_path, 'w' if log_new else 'a', newline='')
-        writer = csv.writer(log)
-        if log_new:
-            writer.writerow(['step', 'loss', 'unrolls', 'lr', 'seconds', 'val_miou'])
+        log, writer = open_train_log(args.out, step, ['step', 'loss', 'unrolls', 'lr',
+                                                      'seconds', 'val_miou'])
     t_start = time.time()
     bar = tqdm(total=args.steps, initial=step, desc='train %s' % args.variant, unit='step',
                disable=not d.main)
@@ -482,10 +512,7 @@ def _train(args, d: distributed.Dist) -> int:
     if d.main:
         card = _card(args, classes, palette, h, w, step, metrics, command)
         card['metrics']['train_seconds_this_run'] = round(time.time() - t_start, 1)
-        save_checkpoint(os.path.join(args.out, 'model.pt'), net.eval(), card)
-        with open(os.path.join(args.out, 'model_card.json'), 'w') as fh:
-            json.dump(card, fh, indent=1)
-        print('wrote %s' % os.path.join(args.out, 'model.pt'))
+        write_model(args.out, net, card)
     return 0
 
 
