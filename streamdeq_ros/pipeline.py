@@ -22,8 +22,7 @@ from .cuts import CutDetector
 from .model.heads.segmentation import class_ids
 from .model.network import HEADS, StreamDEQNet
 from .stream import (BATCH_SOLVERS, DeadlinePlanner, FrameResult, IterationBudget,
-                     NonFiniteStateError,
-                     PartialResult, step_batch, StreamSession)
+                     NonFiniteStateError, PartialResult, step_batch, StreamSession)
 from .tracking import IoUTracker
 
 MASK_RESOLUTIONS = ('input', 'network')

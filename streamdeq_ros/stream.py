@@ -406,7 +406,7 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
             zi = list(result.z) if n == 1 else [t[i:i + 1].clone() for t in result.z]
             if not StreamSession._finite(zi):
                 out.append(_restart_alone(s, frames[i:i + 1], budget, warm[i], i, partial_at,
-                                          on_partial))
+                                          on_partial, clock.t0))
                 continue
             if had_state and not warm[i]:
                 s.stats.shape_resets += 1
@@ -425,9 +425,12 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
 
 def _restart_alone(session: StreamSession, frame: torch.Tensor, budget: IterationBudget,
                    warm: bool, index: int, partial_at: Sequence[int],
-                   on_partial: Optional[BatchPartial]
+                   on_partial: Optional[BatchPartial], started: float
                    ) -> Union[FrameResult, NonFiniteStateError]:
-    """Restart a batch member whose state turned non-finite, as :meth:`StreamSession.step` does."""
+    """Restart a batch member whose state turned non-finite, as :meth:`StreamSession.step` does.
+
+    Its deadline still counts from ``started``, when the batch's frames began.
+    """
     session._z = None
     if not warm:
         return NonFiniteStateError('stream %r: non-finite fixed-point state from a zero start'
@@ -436,7 +439,8 @@ def _restart_alone(session: StreamSession, frame: torch.Tensor, budget: Iteratio
     saved, session.budget = session.budget, budget
     try:
         result = session.step(frame, partial_at=partial_at, on_partial=None if on_partial is None
-                              else (lambda p: on_partial(p.iteration, {index: p})))
+                              else (lambda p: on_partial(p.iteration, {index: p})),
+                              started=started)
     except NonFiniteStateError as exc:
         return exc
     finally:
