@@ -323,14 +323,15 @@ def _run(args, d: distributed.Dist) -> int:
         inf = card.get('inference', {})
         nets[name] = (net, card, solver or inf.get('solver', 'unroll'),
                       n or int(inf.get('single_frame_iters', 20)), path)
-    from .peers import load_peer
-    peers = {}
+    from .peers import load_peer, peer_frame_ms, peer_scores
+    peers, peer_paths = {}, {}
     for spec in args.peer:
         name, _, path = spec.partition('=')
         if not name or not path:
             raise SystemExit('streamdeq eval: --peer needs NAME=PATH, got %r' % spec)
         try:
             peers[name] = load_peer(path, name, args.device)
+            peer_paths[name] = path
         except CheckpointError as exc:
             raise SystemExit('streamdeq eval: %s' % exc)
     first_card = next(iter(nets.values()))[1]
@@ -359,15 +360,14 @@ def _run(args, d: distributed.Dist) -> int:
         distributed.barrier(d)
         return 0
     if peers:
-        from .peers import peer_scores
         results['peers'] = {}
         for name, peer in peers.items():
             if (peer.card['input']['height'], peer.card['input']['width']) != (h, w):
                 print('note: peer %s was trained at %dx%d; scored at %dx%d' % (
                     name, peer.card['input']['width'], peer.card['input']['height'], w, h))
             r = peer_scores(peer, clips, classes, args.batch_size)
-            r.update({'task': peer.task, 'peer': peer.card['peer'], 'checkpoint':
-                      [s for s in args.peer if s.startswith(name + '=')][0].split('=', 1)[1],
+            r.update({'task': peer.task, 'peer': peer.card['peer'],
+                      'checkpoint': peer_paths[name],
                       'train_steps': peer.card.get('training', {}).get('steps')})
             results['peers'][name] = r
             key = 'miou' if 'miou' in r else 'map50'
@@ -391,7 +391,6 @@ def _run(args, d: distributed.Dist) -> int:
     for _ in tqdm(range(args.fps_repeats), desc='frames/s', unit='round'):
         for name, key, m, field, heads in runs:
             if key == 'peer':
-                from .peers import peer_frame_ms
                 times[(name, key, field)].append(peer_frame_ms(peers[name], clips[0],
                                                                args.fps_frames))
                 continue
