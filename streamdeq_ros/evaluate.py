@@ -28,7 +28,7 @@ README's tasks block.
 """
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -180,6 +180,25 @@ def stream_scores(net, clips: Sequence[LabelledClip], iters: Sequence[int],
     return out
 
 
+def seconds_per_frame(one: Callable[[torch.Tensor], None], clip: LabelledClip, frames: int,
+                      device: torch.device) -> float:
+    """Time ``one(frame)`` on ``frames`` frames of ``clip`` (uint8 (1, 3, H, W)), one at a time.
+
+    The first frame is a warm-up, not timed; on CUDA the device is synchronised around the run.
+    """
+    seq = [torch.from_numpy(clip.frames[i % len(clip.frames)]).permute(2, 0, 1)[None]
+           for i in range(frames + 1)]
+    one(seq[0])
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for img in seq[1:]:
+        one(img)
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / frames
+
+
 def measure_fps(net, clip: LabelledClip, iters: int, solver: str, frames: int = 20,
                 heads: Optional[Sequence[str]] = None) -> float:
     """Frames per second of one stream (batch 1) at ``iters`` per frame, heads included.
@@ -191,8 +210,6 @@ def measure_fps(net, clip: LabelledClip, iters: int, solver: str, frames: int = 
     heads = list(net.heads.keys() if heads is None else heads)
     session = StreamSession(net.backbone, solver=solver, name='fps')
     size = clip.frames[0].shape[:2]
-    seq = [torch.from_numpy(clip.frames[i % len(clip.frames)]).permute(2, 0, 1)[None]
-           for i in range(frames + 1)]
 
     def one(img):
         session.step(net.normalize(img.to(device)), iters=iters)
@@ -201,15 +218,7 @@ def measure_fps(net, clip: LabelledClip, iters: int, solver: str, frames: int = 
             if p.seg_logits is not None:
                 class_ids(p.seg_logits, size)
 
-    one(seq[0])                                      # warm-up, not timed
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for img in seq[1:]:
-        one(img)
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    return frames / (time.perf_counter() - t0)
+    return 1.0 / seconds_per_frame(one, clip, frames, device)
 
 
 # ---------------------------------------------------------------------------------------------

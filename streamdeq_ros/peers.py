@@ -33,6 +33,7 @@ from tqdm import tqdm
 from . import distributed
 from .data import street
 from .data.clips import DET_CLASSES, frame_targets, LabelledClip, street_clips, StreetStills
+from .evaluate import seconds_per_frame
 from .metrics import DetectionScore, METRIC_NAMES, SegmentationScore
 from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .model.heads.segmentation import class_ids
@@ -126,22 +127,13 @@ def peer_scores(peer: Peer, clips: Sequence[LabelledClip], class_names: Sequence
 def peer_frame_ms(peer: Peer, clip: LabelledClip, frames: int = 20) -> float:
     """Milliseconds per frame of ``peer`` on one stream (batch 1), read-out included."""
     size = clip.frames[0].shape[:2]
-    seq = [torch.from_numpy(clip.frames[i % len(clip.frames)]).permute(2, 0, 1)[None]
-           for i in range(frames + 1)]
 
     def one(img):
         out = peer(img)
         if 'seg_logits' in out:
             class_ids(out['seg_logits'], size)
 
-    one(seq[0])                                      # warm-up, not timed
-    sync = torch.cuda.synchronize if peer.device.type == 'cuda' else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    for img in seq[1:]:
-        one(img)
-    sync()
-    return 1000.0 * (time.perf_counter() - t0) / frames
+    return 1000.0 * seconds_per_frame(one, clip, frames, peer.device)
 
 
 def peer_loss(name: str, net: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
