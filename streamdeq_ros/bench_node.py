@@ -12,8 +12,9 @@ see the same machine). Per frame it records:
 - ``end_to_end_ms``: from publishing the frame here to receiving its refined class mask here
   (DDS both ways included);
 - ``in_process_ms``: ``FramePipeline.process`` on the same frame with the same partial
-  iterations the node ran (resize, solve, every head), on the device the node picks (CUDA
-  when available; then also the peak device memory).
+  iterations the node ran and the same work (resize, the cut detector the node runs by
+  default, solve, the heads the node read for the subscribed topics), on the device the node
+  picks (CUDA when available; then also the peak device memory).
 
 Subscriptions (``--subscribe``): ``class`` (the refined class mask only) or ``all`` (every
 output topic, partial ones and the overlay included). Medians go to ``--out`` (JSON) and a
@@ -86,6 +87,7 @@ def _run_size(width, height, args, checkpoint):
 
     import torch
 
+    from .cuts import CutDetector
     from .model.checkpoint import load_net
     from .pipeline import FramePipeline
     from .ros.image_conv import fill_image
@@ -99,7 +101,9 @@ def _run_size(width, height, args, checkpoint):
     else:
         net, card = load_net(checkpoint, device)
     pipeline = FramePipeline(net, card)
-    session, tracker = pipeline.new_session('in-process'), IoUTracker()
+    session, tracker, cuts = pipeline.new_session('in-process'), IoUTracker(), CutDetector()
+    # the heads the node reads for the subscribed topics (class mask only: segmentation)
+    heads = ['segmentation'] if args.subscribe == 'class' else None
     frames = bench_frames(width, height, args.frames + args.warmup)
     proc = start_node([TOPIC], {'checkpoint': checkpoint, 'iters': args.iters,
                                 'backend': args.backend,
@@ -150,7 +154,8 @@ def _run_size(width, height, args, checkpoint):
             partial_at = [st['partials'][0]] if st['partials'] else []
             t0 = time.perf_counter()
             pipeline.process(session, rgb, iters=args.iters, partial_at=partial_at,
-                             on_partial=lambda out: None, tracker=tracker)
+                             on_partial=lambda out: None, tracker=tracker, cut_detector=cuts,
+                             heads=heads)
             in_process = (time.perf_counter() - t0) * 1e3
             if t >= args.warmup:
                 rows.append({'node_ms': st['latency_ms'],

@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from .export import export_onnx
+from .export import export_onnx, output_names
 from .model.checkpoint import load_net
 from .model.network import Perception
 
@@ -102,15 +102,24 @@ class OrtNet:
 
     def perceive(self, z: List[torch.Tensor], heads: Optional[Sequence[str]] = None,
                  score_threshold: float = 0.5) -> Perception:
-        """Run the heads graph per image of the batch; the same structure as the torch one."""
+        """Run the heads graph per image of the batch; the same structure as the torch one.
+
+        Only the outputs of the named heads (default all) are fetched, as the torch network
+        reads only those heads. onnxruntime still runs the whole heads graph, so this saves
+        little time (2.74 against 2.89 ms for ``multi_tiny_sur`` on this CPU).
+        """
         out = Perception()
         names = self.backbone.names
+        wanted = set(self.torch_net.heads.keys() if heads is None else heads)
+        fetch = [o for o in output_names(wanted) if o in self.heads_outputs]
+        if not fetch:
+            return out
         seg, dets, kps, index = [], [], [], []
         for i in range(z[0].shape[0]):
             feeds = {n: _np(t[i:i + 1]) for n, t in zip(names, z)}
             feeds['score_threshold'] = np.asarray(score_threshold, np.float32)
-            got = dict(zip(self.heads_outputs,
-                           (torch.from_numpy(a) for a in self.heads_sess.run(None, feeds))))
+            got = dict(zip(fetch, (torch.from_numpy(a)
+                                   for a in self.heads_sess.run(fetch, feeds))))
             if 'seg_logits' in got:
                 seg.append(got['seg_logits'])
             if 'boxes' in got:

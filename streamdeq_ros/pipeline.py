@@ -210,31 +210,57 @@ class FramePipeline:
             rgb = rgb.copy()           # a writable buffer (a small copy at network size)
         return self.net.normalize(torch.from_numpy(rgb).permute(2, 0, 1)[None])
 
+    def heads_for(self, heads: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
+        """Return the heads to read for the names in ``heads`` (None: every head), in order.
+
+        Pose reads the detected persons, so asking for pose reads detection too. A name the
+        network has no head for raises ValueError.
+        """
+        if heads is None:
+            return tuple(self.tasks)
+        unknown = sorted(set(heads) - set(self.tasks))
+        if unknown:
+            raise ValueError('the network has no %s head (it has %s)'
+                             % (', '.join(unknown), ', '.join(self.tasks)))
+        wanted = set(heads) | ({'detection'} if 'pose' in heads else set())
+        return tuple(t for t in self.tasks if t in wanted)
+
     def read(self, z: List[torch.Tensor], mask_size: Tuple[int, int],
              camera_size: Tuple[int, int], iteration: int, residual: float, partial: bool,
-             score_threshold: float = 0.5, tracker: Optional[IoUTracker] = None
-             ) -> FrameOutput:
-        """Read every head from the state ``z`` of one frame (batch 1).
+             score_threshold: float = 0.5, tracker: Optional[IoUTracker] = None,
+             heads: Optional[Sequence[str]] = None) -> FrameOutput:
+        """Read the heads (default every one) from the state ``z`` of one frame (batch 1).
 
         Detections below ``score_threshold`` are dropped; boxes and keypoints are scaled
         from the network's input to ``camera_size`` (H, W). The ``tracker`` gives instance ids
         (a partial result does not advance it); without one every id is 0.
         """
         return self.read_batch(z, [ReadSpec(mask_size, camera_size, iteration, residual,
-                                            tracker)], partial, score_threshold)[0]
+                                            tracker)], partial, score_threshold,
+                               heads=heads)[0]
 
     def read_batch(self, z: List[torch.Tensor], specs: Sequence['ReadSpec'], partial: bool,
-                   score_threshold: float = 0.5, defer_masks: bool = False
-                   ) -> List[FrameOutput]:
-        """Read every head once from a batched state, one :class:`ReadSpec` per sample.
+                   score_threshold: float = 0.5, defer_masks: bool = False,
+                   heads: Optional[Sequence[str]] = None) -> List[FrameOutput]:
+        """Read the heads once from a batched state, one :class:`ReadSpec` per sample.
 
+        ``heads``: the names to read (default every head; see :meth:`heads_for`); an output
+        whose head was not read stays None. Tracks do not survive a refined frame whose
+        detections were not read: the trackers forget them (ids are never reused).
         With ``defer_masks`` the class masks are left to :meth:`finish_mask` (up-sampling the
         logits to a camera's size is the costliest step of a frame there; a caller can run it
         on another thread, or not at all when nobody wants the mask).
         """
         outs = [FrameOutput(r.iteration, r.residual, partial) for r in specs]
+        names = self.heads_for(heads)
+        if 'detection' not in names and not partial:
+            for spec in specs:
+                if spec.tracker is not None:
+                    spec.tracker.reset()
+        if not names:
+            return outs
         with torch.inference_mode():
-            p = self.net.perceive(z, heads=self.tasks, score_threshold=score_threshold)
+            p = self.net.perceive(z, heads=names, score_threshold=score_threshold)
             h, w = self.input_size
             for i, (out, spec) in enumerate(zip(outs, specs)):
                 if p.seg_logits is not None:
@@ -267,24 +293,30 @@ class FramePipeline:
                 partial_at: Sequence[int] = (), mask_resolution: str = 'input',
                 on_partial: Optional[Callable[[FrameOutput], None]] = None,
                 score_threshold: float = 0.5, tracker: Optional[IoUTracker] = None,
-                cut_detector: Optional[CutDetector] = None, started: Optional[float] = None
+                cut_detector: Optional[CutDetector] = None, started: Optional[float] = None,
+                heads: Optional[Sequence[str]] = None,
+                partial_heads: Optional[Sequence[str]] = None
                 ) -> Tuple[FrameResult, FrameOutput]:
         """Run one frame through ``session``; partial outputs go to ``on_partial`` at once.
 
         With a solver that batches (``unroll``) this is :meth:`process_batch` with one session
         (raising its :class:`NonFiniteStateError`); other solvers step the session alone.
-        ``cut_detector``, ``started``: see :meth:`process_batch`.
+        ``cut_detector``, ``started``, ``heads``, ``partial_heads``: see
+        :meth:`process_batch`.
         """
         if self.solver_batches(session.solver):
             out = self.process_batch([session], [rgb], iters, partial_at, mask_resolution,
                                      None if on_partial is None else
                                      (lambda i, o: on_partial(o)),
                                      score_threshold, [tracker], cut_detectors=[cut_detector],
-                                     started=started)[0]
+                                     started=started, heads=heads,
+                                     partial_heads=partial_heads)[0]
             if isinstance(out, NonFiniteStateError):
                 raise out
             return out
         _check_resolution(mask_resolution)
+        partial_heads = heads if partial_heads is None else partial_heads
+        self.heads_for(heads), self.heads_for(partial_heads)      # bad names: before the solve
         cut = _restart_at_cut(session, rgb, cut_detector, tracker)
         camera = rgb.shape[:2]
         size = camera if mask_resolution == 'input' else self.input_size
@@ -296,13 +328,13 @@ class FramePipeline:
             if on_partial is not None:
                 with timer.aside('partials'):
                     on_partial(self.read(p.outputs, size, camera, p.iteration, p.residual, True,
-                                         score_threshold, tracker))
+                                         score_threshold, tracker, partial_heads))
 
         result = session.step(x, iters=iters, partial_at=partial_at, on_partial=partial,
                               started=started)
         timer.mark('solve')
         refined = self.read(result.outputs, size, camera, result.iters, result.final_residual,
-                            False, score_threshold, tracker)
+                            False, score_threshold, tracker, heads)
         timer.mark('heads')
         refined.stages_ms = timer.ms()
         refined.cut = cut
@@ -316,7 +348,8 @@ class FramePipeline:
                       trackers: Optional[Sequence[Optional[IoUTracker]]] = None,
                       defer_masks: bool = False,
                       cut_detectors: Optional[Sequence[Optional[CutDetector]]] = None,
-                      started: Optional[float] = None
+                      started: Optional[float] = None, heads: Optional[Sequence[str]] = None,
+                      partial_heads: Optional[Sequence[str]] = None
                       ) -> List[Union[Tuple[FrameResult, FrameOutput], NonFiniteStateError]]:
         """Run one frame per session in one batched solve and one batched read of the heads.
 
@@ -328,9 +361,13 @@ class FramePipeline:
         to be a hard cut restarts from zeros (its tracker too) before the solve; the output
         says ``cut`` and the session counts it in ``stats.cut_resets``. ``started``: the
         ``time.perf_counter()`` at which the frames began, for the budget's deadline (default:
-        now); the caller reports each frame's end with :meth:`frame_done`.
+        now); the caller reports each frame's end with :meth:`frame_done`. ``heads`` names the
+        heads read for the refined outputs (default every head: see :meth:`read_batch`),
+        ``partial_heads`` those for partial results (default ``heads``).
         """
         _check_resolution(mask_resolution)
+        partial_heads = heads if partial_heads is None else partial_heads
+        self.heads_for(heads), self.heads_for(partial_heads)      # bad names: before the solve
         timer = _StageTimer()
         trackers = list(trackers) if trackers is not None else [None] * len(sessions)
         detectors = list(cut_detectors) if cut_detectors is not None else [None] * len(sessions)
@@ -349,7 +386,7 @@ class FramePipeline:
                 order = sorted(parts)
                 z = _stack([parts[i].outputs for i in order])
                 outs = self.read_batch(z, [spec(i, k, parts[i].residual) for i in order], True,
-                                       score_threshold, defer_masks)
+                                       score_threshold, defer_masks, partial_heads)
                 for i, out in zip(order, outs):
                     on_partial(i, out)
 
@@ -361,7 +398,7 @@ class FramePipeline:
         done = [i for i, r in enumerate(results) if isinstance(r, FrameResult)]
         outs = self.read_batch(_stack([results[i].outputs for i in done]),
                                [spec(i, results[i].iters, results[i].final_residual)
-                                for i in done], False, score_threshold, defer_masks) \
+                                for i in done], False, score_threshold, defer_masks, heads) \
             if done else []
         timer.mark('heads')
         stages = timer.ms()

@@ -7,7 +7,7 @@ from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from vision_msgs.msg import LabelInfo
+from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from node_harness import node_with_client, send_until_answered, spin_until
 from streamdeq_ros.data.street import StreetClip
@@ -48,8 +48,10 @@ def test_frames_give_partial_and_refined_masks_with_the_input_header(ros):
             assert m.header.frame_id == 'cam_optical' and m.header.stamp.nanosec == 123
             assert (m.encoding, m.height, m.width, m.step) == ('mono8', 100, 180, 180)
             assert image_view(m).max() < 8
-    # only the outputs someone subscribes to are built: here the class masks
+    # only the outputs someone subscribes to are built: here the class masks, and only the
+    # segmentation head is read (status: null counts for the heads not read)
     assert sorted(status['published']) == ['class', 'partial/class']
+    assert status['detections'] is None and status['persons'] is None
     assert set(status['stages_ms']) >= {'wait', 'convert', 'prepare', 'solve', 'partials',
                                         'heads', 'messages', 'publish'}
     colours = []
@@ -60,6 +62,16 @@ def test_frames_give_partial_and_refined_masks_with_the_input_header(ros):
             break
     assert sorted(status['published']) == ['class', 'color', 'partial/class']
     assert spin_until(client, lambda: colours) and colours[-1].encoding == 'rgb8'
+    # a detections subscriber: the detection head is read from then on, not the pose head
+    dets = []
+    client.create_subscription(Detection2DArray, '/streamdeq/detections', dets.append, 5)
+    for k in range(20):
+        status = send_until_answered(client, pub, got, _frame(3, 130 + k))
+        if 'detections' in status['published']:
+            break
+    assert sorted(status['published']) == ['class', 'color', 'detections', 'partial/class']
+    assert isinstance(status['detections'], int) and status['persons'] is None
+    assert spin_until(client, lambda: dets) and len(dets[-1].detections) == status['detections']
     # a subscriber that arrives late still gets the class map (transient local)
     labels = []
     client.create_subscription(LabelInfo, '/streamdeq/segmentation/label_info', labels.append,

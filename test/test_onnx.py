@@ -70,7 +70,10 @@ def test_twenty_frames_agree_with_eager_torch(exported):
         with torch.inference_mode():
             la = net.perceive(a.state, heads=['segmentation']).seg_logits
             lb = ort.net.perceive(b.state).seg_logits
+            seg_only = ort.net.perceive(b.state, heads=['segmentation'])
         assert torch.allclose(la, lb, atol=1e-4, rtol=1e-4)
+        # the named heads only: the same logits, no detection outputs fetched
+        assert torch.equal(seg_only.seg_logits, lb) and seg_only.detections is None
         assert ra.final_residual == pytest.approx(rb.final_residual, rel=1e-4)
         assert (oa.mask == ob.mask).mean() > 0.999
         assert np.allclose(oa.detections.boxes, ob.detections.boxes, atol=1e-3)

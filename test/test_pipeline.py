@@ -82,3 +82,41 @@ def test_bad_settings_are_refused(pipeline):
     with pytest.raises(ValueError, match='mask_resolution'):
         pipeline.process(pipeline.new_session('x'), np.zeros((96, 192, 3), np.uint8),
                          mask_resolution='camera')
+
+
+def test_only_the_named_heads_are_read_and_give_what_every_head_gives(pipeline):
+    from streamdeq_ros.tracking import IoUTracker
+    clip = StreetClip(11, 120, 240)
+    every, some = pipeline.new_session('every'), pipeline.new_session('some')
+    t_every, t_some = IoUTracker(), IoUTracker()
+    assert pipeline.heads_for(['pose']) == ('detection', 'pose')     # pose reads the persons
+    assert pipeline.heads_for([]) == ()
+    with pytest.raises(ValueError, match='no optical_flow head'):
+        pipeline.heads_for(['segmentation', 'optical_flow'])
+    with pytest.raises(ValueError, match='no optical_flow head'):     # before the solve
+        pipeline.process(some, clip[0][0], heads=['optical_flow'])
+    assert some.stats.frames == 0
+    ids = []
+    for t, heads in enumerate([None, ['segmentation'], [], ['detection'], ['pose']]):
+        partials = []
+        _, full = pipeline.process(every, clip[t][0], iters=2, tracker=t_every)
+        _, part = pipeline.process(some, clip[t][0], iters=2, tracker=t_some, heads=heads,
+                                   partial_at=[1], partial_heads=['segmentation'],
+                                   on_partial=partials.append)
+        read = set(pipeline.heads_for(heads))
+        assert (part.mask is not None) == ('segmentation' in read)
+        assert (part.detections is not None) == ('detection' in read)
+        assert (part.keypoints is not None) == ('pose' in read)
+        assert partials[0].mask is not None and partials[0].detections is None
+        if part.mask is not None:
+            assert (part.mask == full.mask).all()
+        if part.detections is not None:
+            np.testing.assert_allclose(part.detections.boxes, full.detections.boxes, atol=1e-4)
+            ids.append(part.detections.ids)
+        if part.keypoints is not None:
+            np.testing.assert_allclose(part.keypoints, full.keypoints, atol=1e-4)
+    # frames 1 and 2 read no detections: the tracks of frame 0 were forgotten, and frame 3's
+    # boxes got new ids (never one of frame 0's) while frame 4 kept frame 3's
+    assert len(ids) == 3 and all(len(i) for i in ids)
+    assert not set(ids[1].tolist()) & set(ids[0].tolist())
+    assert set(ids[2].tolist()) <= set(ids[1].tolist())

@@ -46,6 +46,10 @@ OUTPUTS = {'segmentation': [('class', Image, 'segmentation/class_mask'),
                     ('persons', Detection2DArray, 'keypoints/persons')]}
 #: the outputs that need the class mask
 MASK_USERS = {'class', 'color', 'overlay'}
+#: per output key, the heads it is read from (persons are the boxes the keypoints belong to)
+HEADS_OF = {'class': ('segmentation',), 'color': ('segmentation',),
+            'detections': ('detection',), 'persons': ('pose',), 'keypoints': ('pose',),
+            'overlay': ('segmentation', 'detection', 'pose')}
 #: solved frames (and partial results) waiting for the output thread; the worker waits when full
 OUTPUT_QUEUE = 4
 #: estimated upstream loss above which diagnostics warn
@@ -475,12 +479,18 @@ class StreamDEQNode(LifecycleNode):
             jobs[-1].deadline = (cfg['deadline_ms'], cfg['deadline_rule'])
         if not jobs:
             return
-        partial = cfg['publish_partial'] and any(self._wanted(j.cam, 'partial/') for j in jobs)
+        wanted = {stage: set().union(*(self._wanted(j.cam, stage) for j in jobs))
+                  for stage in ('', 'partial/')}
+        partial = cfg['publish_partial'] and bool(wanted['partial/'])
+        # only the heads that a subscribed output of the batch's cameras is read from
+        heads = {stage: [h for h in self.pipeline.tasks
+                         if any(h in HEADS_OF[k] for k in keys)]
+                 for stage, keys in wanted.items()}
         kwargs = {'partial_at': [cfg['partial_iters']] if partial else [],
                   'mask_resolution': cfg['mask_resolution'],
                   'score_threshold': cfg['score_threshold'],
-                  'defer_masks': busy or not any(self._wanted(j.cam, stage) & MASK_USERS
-                                                 for j in jobs for stage in ('', 'partial/'))}
+                  'heads': heads[''], 'partial_heads': heads['partial/'],
+                  'defer_masks': busy or not (wanted[''] | wanted['partial/']) & MASK_USERS}
 
         def on_partial(i, out):
             self._queue(jobs[i].partial(out))
