@@ -10,7 +10,8 @@ see the same machine). Per frame it records:
   published), with its stages (``wait``, ``convert``, ``prepare``, ``solve``, ``partials``,
   ``heads``, ``messages``, ``publish``);
 - ``end_to_end_ms``: from publishing the frame here to receiving its refined class mask here
-  (DDS both ways included);
+  (DDS both ways included; both ends use the Fast DDS profile for large frames, as
+  ``perception.launch.py`` does, unless ``FASTDDS_DEFAULT_PROFILES_FILE`` is already set);
 - ``in_process_ms``: ``FramePipeline.process`` on the same frame with the same partial
   iterations the node ran and the same work (resize, the cut detector the node runs by
   default, solve, the heads the node read for the subscribed topics), on the device the node
@@ -214,8 +215,11 @@ def run(args) -> int:
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
+    from .bench_dds import profile_path
     checkpoint = resolve_checkpoint(args.checkpoint)
     os.environ.update(private_domain_env())
+    # both ends with the Fast DDS profile for large frames, as perception.launch.py sets it
+    os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', profile_path())
     runs = []
     subscribe = args.subscribe.split(',')
     for size in args.sizes.split(','):
