@@ -1,20 +1,25 @@
 """``streamdeq export``: the network as ONNX graphs; the iteration loop stays in Python.
 
-Three graphs, so that the warm start, ``iters``, the tolerance, the deadline and partial
+Separate graphs, so that the warm start, ``iters``, the tolerance, the deadline and partial
 results stay in :class:`~streamdeq_ros.stream.StreamSession` and ``iters`` stays a live
 parameter under any runtime:
 
 - ``inject.onnx``: normalised frame ``x`` (N, 3, H, W) -> injection ``u`` (the stem);
 - ``f.onnx``: state ``z0 .. zB-1`` and ``u`` -> the next state (one application of f);
-- ``heads.onnx`` (one image): ``z0 .. zB-1`` and ``score_threshold`` -> ``seg_logits``;
-  ``boxes``, ``labels``, ``scores`` (torchvision's Faster R-CNN post-processing as it
-  exports: score filter, box decoding, NMS); ``keypoints`` (P, J, 3) of the detected persons
-  scoring at least ``score_threshold``, in order.
+- the heads, one graph per head a caller may want alone (a runtime runs every node of a graph
+  whatever outputs are fetched):
 
-``inject`` and ``f`` have dynamic batch and spatial axes. ``heads`` is for one image at the
-exported input size (the detector's anchors are fixed by it, as in torchvision's own exports);
-``card.json`` records that size.
-``card.json`` holds the model card, the graphs' input and output names and the versions used.
+  - ``heads_segmentation.onnx``: ``z0 .. zB-1`` -> ``seg_logits``;
+  - ``heads_detection.onnx`` (one image): ``z0 .. zB-1`` and ``score_threshold`` ->
+    ``boxes``, ``labels``, ``scores`` (torchvision's Faster R-CNN post-processing as it
+    exports: score filter, box decoding, NMS) and, with a pose head, ``keypoints`` (P, J, 3)
+    of the detected persons scoring at least ``score_threshold``, in order.
+
+``inject``, ``f`` and ``heads_segmentation`` have dynamic batch and spatial axes.
+``heads_detection`` is for one image at the exported input size (the detector's anchors are
+fixed by it, as in torchvision's own exports). ``card.json`` holds the model card, that size,
+the graphs' input and output names (``heads_graphs``: each heads graph's outputs) and the
+versions used.
 """
 import hashlib
 import json
@@ -31,7 +36,10 @@ from .model.heads.common import finest_features
 from .model.heads.pose import decode_heatmaps
 
 OPSET = 17
-GRAPHS = ('inject', 'f', 'heads')
+#: the layout of the exported directory (ort_backend's cache is keyed by it)
+FORMAT = 2
+#: the heads graphs: name -> the heads it runs (pose reads the detector's persons)
+HEADS_GRAPHS = {'heads_segmentation': ('segmentation',), 'heads_detection': ('detection', 'pose')}
 
 
 class _Inject(nn.Module):
@@ -57,21 +65,22 @@ class _F(nn.Module):
 
 class _Heads(nn.Module):
 
-    def __init__(self, net):
+    def __init__(self, net, names: Sequence[str]):
         super().__init__()
-        self.net = net
+        self.net, self.names = net, [n for n in names if n in net.heads]
 
     def forward(self, *z_thr):
-        z, thr = list(z_thr[:-1]), z_thr[-1]
         net = self.net
+        detects = 'detection' in self.names
+        z, thr = (list(z_thr[:-1]), z_thr[-1]) if detects else (list(z_thr), None)
         out: List[torch.Tensor] = []
-        features = finest_features(z)
-        if 'segmentation' in net.heads:
+        features = finest_features(z) if {'segmentation', 'pose'} & set(self.names) else None
+        if 'segmentation' in self.names:
             out.append(net.heads['segmentation'](z, features))
-        if 'detection' in net.heads:
+        if detects:
             d = net.heads['detection'](z)[0][0]
             out += [d['boxes'], d['labels'], d['scores']]
-            if 'pose' in net.heads:
+            if 'pose' in self.names:
                 keep = (d['labels'] == net.person_label) & (d['scores'] >= thr)
                 size = (z[0].shape[-2] * net.state_stride, z[0].shape[-1] * net.state_stride)
                 # one extra whole-image box, dropped again: an image without persons would
@@ -85,7 +94,7 @@ class _Heads(nn.Module):
 
 
 def output_names(heads: Sequence[str]) -> List[str]:
-    """Return the heads graph's outputs for a network with ``heads``."""
+    """Return the heads graphs' outputs for ``heads``, in their order."""
     names = ['seg_logits'] if 'segmentation' in heads else []
     if 'detection' in heads:
         names += ['boxes', 'labels', 'scores'] + (['keypoints'] if 'pose' in heads else [])
@@ -96,7 +105,7 @@ def _example(net, h: int, w: int):
     """Two generated street frames and their streamed states (persons detected in them).
 
     Tracing follows the example's branches: a state in which the detector finds persons
-    makes the pose path part of the heads graph.
+    makes the pose path part of the detection heads graph.
     """
     from .data.street import StreetClip
     from .stream import StreamSession
@@ -114,7 +123,7 @@ def _example(net, h: int, w: int):
 
 
 def export_onnx(checkpoint: str, out_dir: str, height: int = 0, width: int = 0) -> dict:
-    """Write the three graphs and ``card.json`` for ``checkpoint`` to ``out_dir``; return it.
+    """Write the graphs and ``card.json`` for ``checkpoint`` to ``out_dir``; return the card.
 
     ``height``/``width`` (default the card's input size) only shape the example inputs; the
     graphs take any size that is a multiple of the network's stride.
@@ -132,15 +141,24 @@ def export_onnx(checkpoint: str, out_dir: str, height: int = 0, width: int = 0) 
     spatial = {0: 'batch', 2: 'height', 3: 'width'}
     os.makedirs(out_dir, exist_ok=True)
     heads = list(net.heads.keys())
-    outs = output_names(heads)
     plans = {
         'inject': (_Inject(backbone), (x,), ['x'], ['u'], {'x': spatial, 'u': spatial}),
         'f': (_F(backbone, branches), tuple(z) + (u[0],), zn + ['u'], ['next_' + n for n in zn],
               dict({n: spatial for n in zn + ['u']},
                    **{'next_' + n: spatial for n in zn})),
-        'heads': (_Heads(net), tuple(t[:1] for t in z) + (torch.tensor(0.5),),
-                  zn + ['score_threshold'], outs, {}),
     }
+    heads_graphs = {}
+    for name, names in HEADS_GRAPHS.items():
+        outs = output_names([h for h in heads if h in names])
+        if not outs:
+            continue
+        heads_graphs[name] = outs
+        if 'detection' in names:
+            plans[name] = (_Heads(net, names), tuple(t[:1] for t in z) + (torch.tensor(0.5),),
+                           zn + ['score_threshold'], outs, {})
+        else:
+            plans[name] = (_Heads(net, names), tuple(z), zn, outs,
+                           dict({n: spatial for n in zn}, **{o: spatial for o in outs}))
     for name, (module, args, inputs, outputs, axes) in plans.items():
         with torch.no_grad():
             torch.onnx.export(module.eval(), args, os.path.join(out_dir, name + '.onnx'),
@@ -148,10 +166,10 @@ def export_onnx(checkpoint: str, out_dir: str, height: int = 0, width: int = 0) 
                               opset_version=OPSET, dynamo=False)
     with open(checkpoint, 'rb') as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()
-    info = {'checkpoint_sha256': digest, 'opset': OPSET, 'torch': torch.__version__,
-            'input_size': [h, w],
-            'graphs': {g: g + '.onnx' for g in GRAPHS}, 'state': zn,
-            'heads_outputs': outs, 'card': card}
+    info = {'format': FORMAT, 'checkpoint_sha256': digest, 'opset': OPSET,
+            'torch': torch.__version__, 'input_size': [h, w],
+            'graphs': {g: g + '.onnx' for g in plans}, 'state': zn,
+            'heads_graphs': heads_graphs, 'heads_outputs': output_names(heads), 'card': card}
     with open(os.path.join(out_dir, 'card.json'), 'w') as fh:
         json.dump(info, fh, indent=1)
     return info

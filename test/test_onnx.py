@@ -39,11 +39,17 @@ def exported(tmp_path_factory):
     return out, export_onnx(MODEL, out)
 
 
-def test_export_writes_three_graphs_with_dynamic_axes_and_a_card(exported):
+def test_export_writes_one_graph_per_part_with_dynamic_axes_and_a_card(exported):
     out, info = exported
-    assert sorted(os.listdir(out)) == ['card.json', 'f.onnx', 'heads.onnx', 'inject.onnx']
+    assert sorted(os.listdir(out)) == ['card.json', 'f.onnx', 'heads_detection.onnx',
+                                       'heads_segmentation.onnx', 'inject.onnx']
     card = json.load(open(os.path.join(out, 'card.json')))
     assert card['heads_outputs'] == ['seg_logits', 'boxes', 'labels', 'scores', 'keypoints']
+    assert card['heads_graphs'] == {'heads_segmentation': ['seg_logits'],
+                                    'heads_detection': ['boxes', 'labels', 'scores',
+                                                        'keypoints']}
+    seg = onnx.load(os.path.join(out, 'heads_segmentation.onnx'))
+    assert seg.graph.input[0].type.tensor_type.shape.dim[0].dim_param == 'batch'
     assert card['input_size'] == [96, 192] and card['card']['variant'] == 'sur'
     f = onnx.load(os.path.join(out, 'f.onnx'))
     dims = [d.dim_param for d in f.graph.input[0].type.tensor_type.shape.dim]
@@ -71,9 +77,12 @@ def test_twenty_frames_agree_with_eager_torch(exported):
             la = net.perceive(a.state, heads=['segmentation']).seg_logits
             lb = ort.net.perceive(b.state).seg_logits
             seg_only = ort.net.perceive(b.state, heads=['segmentation'])
+            det_only = ort.net.perceive(b.state, heads=['detection'], score_threshold=thr)
         assert torch.allclose(la, lb, atol=1e-4, rtol=1e-4)
-        # the named heads only: the same logits, no detection outputs fetched
+        # the named heads only: the same outputs, the others' graphs not run
         assert torch.equal(seg_only.seg_logits, lb) and seg_only.detections is None
+        assert det_only.seg_logits is None and det_only.keypoints is None
+        assert torch.equal(det_only.detections[0]['boxes'], ob_boxes(ort, b, thr))
         assert ra.final_residual == pytest.approx(rb.final_residual, rel=1e-4)
         assert (oa.mask == ob.mask).mean() > 0.999
         assert np.allclose(oa.detections.boxes, ob.detections.boxes, atol=1e-3)
@@ -82,6 +91,12 @@ def test_twenty_frames_agree_with_eager_torch(exported):
         assert np.allclose(oa.keypoints, ob.keypoints, atol=1e-3)
         persons.append(len(oa.keypoints))
     assert persons[10] == 0 and max(persons) > 0         # with and without persons
+
+
+def ob_boxes(pipeline, session, thr):
+    """Return the detector's boxes for the session's state, every head read."""
+    with torch.inference_mode():
+        return pipeline.net.perceive(session.state, score_threshold=thr).detections[0]['boxes']
 
 
 def test_the_cache_exports_once_and_a_missing_runtime_is_named(tmp_path, monkeypatch):
@@ -94,6 +109,12 @@ def test_the_cache_exports_once_and_a_missing_runtime_is_named(tmp_path, monkeyp
     again, _ = ort_net(MODEL)
     assert os.listdir(root) == [entry] and os.path.getmtime(card) == stamp
     assert again.info['checkpoint_sha256'] == first.info['checkpoint_sha256']
+    # a directory of the earlier layout (one heads graph, no format) is refused by name
+    old = tmp_path / 'old'
+    old.mkdir()
+    (old / 'card.json').write_text(json.dumps({'graphs': {'heads': 'heads.onnx'}}))
+    with pytest.raises(ValueError, match='export format 1; this version reads format 2'):
+        OrtNet(load_net(MODEL)[0], str(old))
     import builtins
     real = builtins.__import__
 
