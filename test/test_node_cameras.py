@@ -11,6 +11,8 @@ from lifecycle_msgs.srv import ChangeState, GetState
 import pytest
 import rclpy
 from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -90,7 +92,14 @@ def test_two_cameras_keep_independent_states_and_reset(ros):
         assert trace_alone == pytest.approx(trace_with_a, rel=1e-4)
         cams = {s['camera'] for s in c.status}
         assert cams == {'/mc/a', '/mc/b'}
-        # both cameras far faster than the node: served in turn, neither starves
+        # both cameras far faster than the node: served in turn, neither starves. 8 iterations
+        # keep the node slower than the publishers (no one subscribes to an output here, so
+        # no head is read: at 1 iteration the node keeps up with this loop)
+        params = AsyncParameterClient(c.node, 'streamdeq')
+        assert params.wait_for_services(timeout_sec=20)
+        fut = params.set_parameters([Parameter('iters', value=8)])
+        rclpy.spin_until_future_complete(c.node, fut, timeout_sec=20)
+        assert fut.result().results[0].successful
         before = len(c.status)
         end = time.monotonic() + 4.0
         k = 0
