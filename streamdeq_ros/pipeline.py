@@ -225,6 +225,20 @@ class FramePipeline:
         wanted = set(heads) | ({'detection'} if 'pose' in heads else set())
         return tuple(t for t in self.tasks if t in wanted)
 
+    def _heads_plan(self, heads, partial_heads, partial_at, tracked: bool
+                    ) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+        """Return the (refined, partial) heads to read; bad names raise here, before a solve.
+
+        Partial detections take their instance ids from the tracks that only refined
+        detections advance: with a tracker, partial detections make the refined frame read
+        detection too.
+        """
+        refined = self.heads_for(heads)
+        partial = self.heads_for(heads if partial_heads is None else partial_heads)
+        if tracked and partial_at and 'detection' in partial and 'detection' not in refined:
+            refined = self.heads_for(refined + ('detection',))
+        return refined, partial
+
     def read(self, z: List[torch.Tensor], mask_size: Tuple[int, int],
              camera_size: Tuple[int, int], iteration: int, residual: float, partial: bool,
              score_threshold: float = 0.5, tracker: Optional[IoUTracker] = None,
@@ -315,8 +329,8 @@ class FramePipeline:
                 raise out
             return out
         _check_resolution(mask_resolution)
-        partial_heads = heads if partial_heads is None else partial_heads
-        self.heads_for(heads), self.heads_for(partial_heads)      # bad names: before the solve
+        heads, partial_heads = self._heads_plan(heads, partial_heads, partial_at,
+                                                tracker is not None)
         cut = _restart_at_cut(session, rgb, cut_detector, tracker)
         camera = rgb.shape[:2]
         size = camera if mask_resolution == 'input' else self.input_size
@@ -363,13 +377,14 @@ class FramePipeline:
         ``time.perf_counter()`` at which the frames began, for the budget's deadline (default:
         now); the caller reports each frame's end with :meth:`frame_done`. ``heads`` names the
         heads read for the refined outputs (default every head: see :meth:`read_batch`),
-        ``partial_heads`` those for partial results (default ``heads``).
+        ``partial_heads`` those for partial results (default ``heads``; with trackers, partial
+        detections make the refined frame read detection too, for their ids).
         """
         _check_resolution(mask_resolution)
-        partial_heads = heads if partial_heads is None else partial_heads
-        self.heads_for(heads), self.heads_for(partial_heads)      # bad names: before the solve
-        timer = _StageTimer()
         trackers = list(trackers) if trackers is not None else [None] * len(sessions)
+        heads, partial_heads = self._heads_plan(heads, partial_heads, partial_at,
+                                                any(t is not None for t in trackers))
+        timer = _StageTimer()
         detectors = list(cut_detectors) if cut_detectors is not None else [None] * len(sessions)
         cuts = [_restart_at_cut(s, f, d, t)
                 for s, f, d, t in zip(sessions, frames, detectors, trackers)]

@@ -120,3 +120,16 @@ def test_only_the_named_heads_are_read_and_give_what_every_head_gives(pipeline):
     assert len(ids) == 3 and all(len(i) for i in ids)
     assert not set(ids[1].tolist()) & set(ids[0].tolist())
     assert set(ids[2].tolist()) <= set(ids[1].tolist())
+
+
+def test_partial_detections_keep_ids_from_the_tracks_refined_frames_advance(pipeline):
+    from streamdeq_ros.tracking import IoUTracker
+    clip = StreetClip(11, 120, 240)
+    session, tracker, partials = pipeline.new_session('p'), IoUTracker(), []
+    for t in range(3):
+        _, out = pipeline.process(session, clip[t][0], iters=2, tracker=tracker,
+                                  heads=['segmentation'], partial_at=[1],
+                                  partial_heads=['detection'], on_partial=partials.append)
+        assert out.detections is not None and out.keypoints is None
+    assert partials[-1].detections is not None and partials[-1].mask is None
+    assert (partials[-1].detections.ids > 0).any()      # matched to the refined tracks
