@@ -94,7 +94,6 @@ class OrtNet:
         #: per heads graph: (session, its outputs, its input names)
         self.heads_graphs = {g: (graphs[g], outs, [i.name for i in graphs[g].get_inputs()])
                              for g, outs in info['heads_graphs'].items()}
-        self.heads_outputs = info['heads_outputs']
         self.providers = graphs['f'].get_providers()
 
     def __getattr__(self, name):
