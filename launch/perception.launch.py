@@ -1,7 +1,14 @@
-"""Launch the streamdeq node, and the video source when no camera topic is given.
+"""Launch the streamdeq node, and the video source when no camera is named.
 
-Examples: ``ros2 launch streamdeq_ros perception.launch.py`` (generated input) and
-``ros2 launch streamdeq_ros perception.launch.py image_topic:=/camera/image_raw iters:=1``.
+Examples: ``ros2 launch streamdeq_ros perception.launch.py`` (generated input),
+``ros2 launch streamdeq_ros perception.launch.py image_topic:=/camera/image_raw iters:=1``,
+``ros2 launch streamdeq_ros perception.launch.py cameras:="[/front/image, /rear/image]"`` and
+``ros2 launch streamdeq_ros perception.launch.py params_file:=my.yaml``.
+
+The node gets ``params_file`` first, then only the launch arguments the user gave (an argument
+left at '' passes nothing), so the file's values stand unless the command line names them. The
+video source starts (``use_video_source:=auto``) only when neither the command line nor the
+params file names a camera (see :mod:`streamdeq_ros.ros.launch_params`).
 
 If the perception node exits (a crash, or a start-up refusal), the whole launch shuts down: a
 video source or camera feeding a dead node is worse than a stopped stack. The processes started
@@ -9,46 +16,67 @@ here get the Fast DDS profile ``config/fastdds_large_images.xml`` (``dds_profile
 Fast DDS's defaults), unless FASTDDS_DEFAULT_PROFILES_FILE is already set.
 """
 import os
-from typing import List
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, SetEnvironmentVariable, Shutdown,
-                            UnsetEnvironmentVariable)
+from launch.actions import (DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable,
+                            Shutdown, UnsetEnvironmentVariable)
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 
-VIDEO_TOPIC = '/streamdeq_video_source/image'
+from streamdeq_ros.ros.launch_params import plan, VIDEO_TOPIC
+
+#: launch arguments that set a node parameter when given ('' = leave the params file's value)
+NODE_ARGUMENTS = [
+    ('cameras', "camera image topics, e.g. '[/front/image, /rear/image]' or "
+                "'/front/image,/rear/image'"),
+    ('image_topic', 'one camera image topic (the one-camera form of cameras)'),
+    ('input_transport', 'raw or compressed'),
+    ('iters', 'solver iterations per frame'),
+    ('device', 'auto, cpu, cuda or cuda:N'),
+    ('checkpoint', 'the model: a bundled name, a checkpoint file or a model folder'),
+]
+
+
+def _nodes(context):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+    params_file = arg('params_file')
+    ns = arg('namespace')
+    p = plan({name: arg(name) for name, _ in NODE_ARGUMENTS}, params_file, ns,
+             arg('use_video_source'))
+    log = ['--ros-args', '--log-level', arg('log_level')]
+    parameters = ([params_file] if params_file else []) + ([p.overrides] if p.overrides else [])
+    actions = [Node(package='streamdeq_ros', executable='streamdeq_node', name='streamdeq',
+                    namespace=ns, output='screen', parameters=parameters, arguments=log,
+                    on_exit=Shutdown(reason='the streamdeq node exited'))]
+    if p.video_source:
+        actions.append(Node(package='streamdeq_ros', executable='streamdeq_video_source',
+                            name='streamdeq_video_source', namespace=ns, output='screen',
+                            remappings=[('image', VIDEO_TOPIC)],
+                            parameters=[{'source': 'generated'}], arguments=log))
+    return actions
 
 
 def generate_launch_description():
     """Declare the arguments; start the node and, without a camera, the video source."""
     share = get_package_share_directory('streamdeq_ros')
-    ns = LaunchConfiguration('namespace')
-    image_topic = LaunchConfiguration('image_topic')
-    use_source = LaunchConfiguration('use_video_source')
-    log_level = LaunchConfiguration('log_level')
     dds_profile = LaunchConfiguration('dds_profile')
-    camera = PythonExpression(["'", image_topic, "' or '", VIDEO_TOPIC, "'"])
-    source_wanted = PythonExpression(
-        ["'", use_source, "' == 'true' or ('", use_source, "' == 'auto' and '",
-         image_topic, "' == '')"])
     profile_wanted = PythonExpression(["'", dds_profile, "' != ''"])
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='', description='node namespace'),
-        DeclareLaunchArgument('params_file',
-                              default_value=os.path.join(share, 'config', 'streamdeq.yaml'),
-                              description='parameters file of the node'),
-        DeclareLaunchArgument('image_topic', default_value='',
-                              description="camera topic; '' = the bundled video source"),
-        DeclareLaunchArgument('input_transport', default_value='raw',
-                              description='raw or compressed'),
-        DeclareLaunchArgument('iters', default_value='2', description='iterations per frame'),
-        DeclareLaunchArgument('device', default_value='auto', description='auto, cpu, cuda'),
+        DeclareLaunchArgument('params_file', default_value='',
+                              description="parameters file of the node ('' = the node's "
+                                          'defaults; config/streamdeq.yaml lists them)'),
+    ] + [
+        DeclareLaunchArgument(name, default_value='',
+                              description=text + " ('' = the params file's value)")
+        for name, text in NODE_ARGUMENTS
+    ] + [
         DeclareLaunchArgument('use_video_source', default_value='auto',
-                              description="true, false or auto (= when image_topic is '')"),
+                              description='true, false or auto (= when neither the command '
+                                          'line nor params_file names a camera)'),
         DeclareLaunchArgument('log_level', default_value='info', description='ROS log level'),
         DeclareLaunchArgument(
             'dds_profile',
@@ -62,20 +90,5 @@ def generate_launch_description():
                                condition=IfCondition(profile_wanted)),
         UnsetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
                                  condition=UnlessCondition(profile_wanted)),
-        Node(package='streamdeq_ros', executable='streamdeq_node', name='streamdeq',
-             namespace=ns, output='screen',
-             parameters=[LaunchConfiguration('params_file'), {
-                 'cameras': ParameterValue(["['", camera, "']"], value_type=List[str]),
-                 'input_transport': LaunchConfiguration('input_transport'),
-                 'iters': ParameterValue(LaunchConfiguration('iters'), value_type=int),
-                 'device': LaunchConfiguration('device'),
-             }],
-             arguments=['--ros-args', '--log-level', log_level],
-             on_exit=Shutdown(reason='the streamdeq node exited')),
-        Node(package='streamdeq_ros', executable='streamdeq_video_source',
-             name='streamdeq_video_source', namespace=ns, output='screen',
-             condition=IfCondition(source_wanted),
-             remappings=[('image', VIDEO_TOPIC)],
-             parameters=[{'source': 'generated'}],
-             arguments=['--ros-args', '--log-level', log_level]),
+        OpaqueFunction(function=_nodes),
     ])

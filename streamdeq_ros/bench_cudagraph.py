@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from .bench_node import add_checkpoint_option, resolve_checkpoint
+from .bench_node import add_checkpoint_option
+from .models import resolve_checkpoint
 
 PREFIX = 'streamdeq bench cudagraph'
 

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .executables import executable
+from .models import resolve_checkpoint
 
 TOPIC = '/streamdeq_bench_node/image'
 STAGES = ('wait', 'convert', 'prepare', 'solve', 'partials', 'heads', 'queue', 'mask',
@@ -200,14 +201,6 @@ def add_checkpoint_option(p):
     """Add ``--checkpoint`` as the node benches read it (see :func:`resolve_checkpoint`)."""
     p.add_argument('--checkpoint', default='',
                    help="model ('' = the bundled default; a bundled name or a path)")
-
-
-def resolve_checkpoint(name: str) -> str:
-    """Return the path of a bundled model name, a path as given, or the bundled default."""
-    from .models import bundled_checkpoint, bundled_models
-    if not name:
-        return bundled_checkpoint()
-    return bundled_checkpoint(name) if name in bundled_models() else name
 
 
 def run(args) -> int:

@@ -185,7 +185,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     """Export and say what was written."""
-    from .bench_node import resolve_checkpoint
+    from .models import resolve_checkpoint
     info = export_onnx(resolve_checkpoint(args.checkpoint), args.out)
     print('wrote %s: %s, card.json (opset %d; heads outputs %s)'
           % (args.out, ', '.join(info['graphs'].values()), info['opset'],

@@ -18,3 +18,11 @@ def bundled_checkpoint(name: str = DEFAULT_MODEL) -> str:
         raise ValueError('no bundled model %r (bundled: %s)'
                          % (name, ', '.join(bundled_models()) or 'none'))
     return path
+
+
+def resolve_checkpoint(name: str) -> str:
+    """Return the checkpoint path for ``name``: '' = the bundled default, a bundled model's
+    name, or a path as given (checked when it is loaded)."""
+    if not name:
+        return bundled_checkpoint()
+    return bundled_checkpoint(name) if name in bundled_models() else name

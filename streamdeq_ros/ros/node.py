@@ -31,7 +31,7 @@ from .messages import detections_msg, keypoints_cloud, label_info
 from .shutdown import init_with_stop_flag, spin_until_stopped
 from ..cuts import CutDetector
 from ..model.checkpoint import CheckpointError, load_net
-from ..models import bundled_checkpoint
+from ..models import resolve_checkpoint
 from ..monitor import StreamMonitor
 from ..ort_backend import ort_net
 from ..pipeline import FrameOutput, FramePipeline
@@ -197,7 +197,7 @@ class StreamDEQNode(LifecycleNode):
             self.get_logger().error('cannot configure: device %r requested but CUDA is not '
                                     'available' % dev)
             return TransitionCallbackReturn.FAILURE
-        path = self.cfg['checkpoint'] or bundled_checkpoint()
+        path = resolve_checkpoint(self.cfg['checkpoint'])
         try:
             size = self.cfg['input_size']
             size = None if size == P.MODEL_SIZE else tuple(size)
@@ -566,7 +566,8 @@ class StreamDEQNode(LifecycleNode):
                        % (cam.topic, latency, deadline))
         self.status_pub.publish(String(data=json.dumps({
             'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
-            'frame_id': msg.header.frame_id, 'iters': result.iters,
+            'frame_id': msg.header.frame_id, 'device': self.device,
+            'input_transport': self.cfg['input_transport'], 'iters': result.iters,
             'final_residual': result.final_residual, 'latency_ms': round(latency, 3),
             'warm': result.warm, 'reset': result.reset, 'cut': out.cut, 'stage': 'refined',
             'over_deadline': over, 'deadline_ms': deadline, 'deadline_rule': rule,
