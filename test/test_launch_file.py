@@ -51,7 +51,7 @@ def test_arguments_and_executables():
 def test_a_params_file_alone_decides_and_starts_no_video_source(tmp_path):
     f = tmp_path / 'robot.yaml'
     f.write_text(ROBOT)
-    p = plan({name: '' for name in OVERRIDES}, str(f))
+    p = plan(dict.fromkeys(OVERRIDES, ''), str(f))
     assert p.overrides == {} and not p.video_source
     assert p.file_values['cameras'] == ['/front', '/rear']
 

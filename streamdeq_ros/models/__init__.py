@@ -21,8 +21,11 @@ def bundled_checkpoint(name: str = DEFAULT_MODEL) -> str:
 
 
 def resolve_checkpoint(name: str) -> str:
-    """Return the checkpoint path for ``name``: '' = the bundled default, a bundled model's
-    name, or a path as given (checked when it is loaded)."""
+    """Return the checkpoint path of ``name``.
+
+    '' is the bundled default; a bundled model's name gives its file; anything else is a path,
+    returned as given (it is checked when it is loaded).
+    """
     if not name:
         return bundled_checkpoint()
     return bundled_checkpoint(name) if name in bundled_models() else name

@@ -1,4 +1,4 @@
-"""What ``perception.launch.py`` gives the node: the user's params file, then only the arguments given.
+"""What ``perception.launch.py`` gives the node: the params file, then the arguments given.
 
 A launch argument left at its default ('' = not given) passes nothing, so the params file's
 value stands, and the node's own default after that. The video source starts with
