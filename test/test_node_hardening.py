@@ -5,8 +5,11 @@ for float parameters, partial_iters >= iters defined and reported, stale cameras
 and the pixel limit.
 """
 import subprocess
+import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
@@ -146,17 +149,71 @@ def test_threads_and_pixel_limit_apply_live(ros):
     send_until_answered(client, pub, got, _frame(106))
 
 
+def _stream(client, pub, got, stamps, period, cond=None, timeout=None):
+    """Publish a frame per stamp ``period`` s apart (as a camera does), spinning in between.
+
+    With ``cond``, keep going with further stamps until a diagnostics entry meets it (or
+    ``timeout``); return that entry's (level, message, values), else None.
+    """
+    found = []
+    stamps = iter(stamps)
+    end = None if timeout is None else time.monotonic() + timeout
+    for stamp in stamps:
+        msg = _frame(int(stamp))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), int(stamp % 1 * 1e9)
+        pub.publish(msg)
+        spin_until(client, lambda: False, period)
+        if cond is not None:
+            for arr in got['diag']:
+                found += [st for st in arr.status
+                          if st.name.startswith('streamdeq') and cond(st)]
+            got['diag'].clear()
+            if found or time.monotonic() > end:
+                break
+    if not found:
+        return None
+    return found[-1].level, found[-1].message, {kv.key: kv.value for kv in found[-1].values}
+
+
+def _values(st):
+    return {kv.key: kv.value for kv in st.values}
+
+
 def test_frames_lost_before_the_node_are_reported(ros):
     client, pub, got, _ = ros
-    for k in range(8):                                       # a 1 Hz camera (header stamps)
-        send_until_answered(client, pub, got, _frame(400 + k))
+    period = 0.5                                             # a 2 Hz camera
+    _stream(client, pub, got, [400 + k * period for k in range(8)], period)
     _, _, before = _diag(client, got)
-    send_until_answered(client, pub, got, _frame(418))                     # 408..417 never arrive
-    _, _, after = _diag(client, got, lambda st: any(
-        kv.key == 'lost_before_node' and int(kv.value) > int(before['lost_before_node'])
-        for kv in st.values))
-    assert int(after['lost_before_node']) - int(before['lost_before_node']) == 10
+    time.sleep(3 * period)                                   # 3 frames never arrive
+    _stream(client, pub, got, [400 + k * period for k in range(11, 13)], period)
+    _, _, after = _diag(client, got, lambda st: int(_values(st)['lost_before_node'])
+                        > int(before['lost_before_node']))
+    assert int(after['lost_before_node']) - int(before['lost_before_node']) == 3
     assert float(after['lost_before_node_pct']) > 0
+
+
+def test_a_bad_stamp_or_a_rejected_frame_warns_only_while_recent(ros):
+    client, pub, got, _ = ros
+    period = 0.25
+    stamps = [800 + k * period for k in range(1000)]
+    stamps[8] += 3600                                        # one frame stamped an hour ahead
+    _, _, before = _diag(client, got)
+    level, message, values = _stream(client, pub, got, stamps, period, lambda st: 'bad header '
+                                     'stamp' in st.message, timeout=20)
+    assert level == DiagnosticStatus.WARN and int(values['stamp_faults']) >= 2
+    assert values['lost_before_node'] == before['lost_before_node']   # not 14400 lost
+    ok = _stream(client, pub, got, stamps[20:], period,
+                 lambda st: st.level == DiagnosticStatus.OK, timeout=40)
+    assert ok is not None, 'the stamp warning did not clear'
+    assert _set(client, 'max_input_pixels', 100).successful
+    level, message, values = _stream(client, pub, got, stamps[200:], period,
+                                     lambda st: 'rejected' in st.message, timeout=20)
+    assert level == DiagnosticStatus.WARN and 'frames rejected in the last 10 s' in message
+    assert _set(client, 'max_input_pixels', 4096 * 4096).successful
+    ok = _stream(client, pub, got, stamps[300:], period,
+                 lambda st: st.level == DiagnosticStatus.OK, timeout=40)
+    assert ok is not None, 'the rejection warning did not clear'
+    assert ok[2]['rejected_recent'] == '0' and ok[2]['rejected'] == values['rejected']   # total
 
 
 def test_a_silent_camera_goes_stale_and_its_rate_falls_to_zero(ros):
@@ -174,3 +231,22 @@ def test_a_silent_camera_goes_stale_and_its_rate_falls_to_zero(ros):
     _, _, later = _diag(client, got, lambda st: float(
         {kv.key: kv.value for kv in st.values}['fps']) == 0.0, timeout=20)
     assert later['fps'] == '0.00' and later['input_fps'] == '0.00'
+
+
+def test_an_inactive_node_reports_ok_whatever_it_warned_before(ros):
+    client, pub, got, _ = ros
+    assert _set(client, 'max_input_pixels', 100).successful
+    _stream(client, pub, got, [900 + k * 0.25 for k in range(4)], 0.25)
+    level, _, _ = _diag(client, got, lambda st: 'rejected' in st.message)
+    assert level == DiagnosticStatus.WARN
+    assert _set(client, 'max_input_pixels', 4096 * 4096).successful
+    change = client.create_client(ChangeState, '/streamdeq/change_state')
+    for transition in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_ACTIVATE):
+        assert change.wait_for_service(timeout_sec=20)
+        fut = change.call_async(ChangeState.Request(transition=Transition(id=transition)))
+        rclpy.spin_until_future_complete(client, fut, timeout_sec=30)
+        assert fut.result().success
+        if transition == Transition.TRANSITION_DEACTIVATE:
+            level, message, values = _diag(client, got, lambda st: st.message == 'inactive')
+            assert level == DiagnosticStatus.OK and values['active'] == 'False'
+    send_until_answered(client, pub, got, _frame(950))       # active again, and serving

@@ -52,8 +52,6 @@ HEADS_OF = {'class': ('segmentation',), 'color': ('segmentation',),
             'overlay': ('segmentation', 'detection', 'pose')}
 #: solved frames (and partial results) waiting for the output thread; the worker waits when full
 OUTPUT_QUEUE = 4
-#: estimated upstream loss above which diagnostics warn
-LOSS_WARN = 0.05
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
                      history=HistoryPolicy.KEEP_LAST)
@@ -325,8 +323,9 @@ class StreamDEQNode(LifecycleNode):
     def _on_frame(self, cam: _Camera, msg):
         now = time.monotonic()
         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        clock = self.get_clock().now().nanoseconds * 1e-9
         with self.cond:
-            cam.monitor.received(now, stamp)
+            cam.monitor.received(now, stamp, clock)
             cam.received += 1
             if cam.pending is not None:
                 cam.skipped += 1
@@ -393,9 +392,15 @@ class StreamDEQNode(LifecycleNode):
                 if not self.running or not self.context.ok():
                     return              # shutting down: the frame in flight is not an error
                 for cam, _, _, _ in taken:
-                    cam.rejected += 1
-                self._warn('camera(s) %s: frame dropped: %s'
-                           % (', '.join(c.topic for c, _, _, _ in taken), exc))
+                    self._reject(cam, 'frame dropped: %s' % exc)
+
+    def _reject(self, cam: _Camera, reason: str):
+        """Count a dropped frame of ``cam`` (total and recent) and log why (throttled)."""
+        with self.cond:
+            cam.rejected += 1
+            if cam.monitor is not None:
+                cam.monitor.rejected(time.monotonic())
+        self._warn('camera %s: %s' % (cam.topic, reason))
 
     def _warn(self, text: str):
         now = time.monotonic()
@@ -469,8 +474,7 @@ class StreamDEQNode(LifecycleNode):
                 rgb = compressed_to_rgb(msg, limit) if isinstance(msg, CompressedImage) \
                     else image_to_rgb(msg, limit)
             except ImageError as exc:
-                cam.rejected += 1
-                self._warn('camera %s: frame rejected: %s' % (cam.topic, exc))
+                self._reject(cam, 'frame rejected: %s' % exc)
                 continue
             if cam.session is None:
                 continue
@@ -513,8 +517,7 @@ class StreamDEQNode(LifecycleNode):
                 **kwargs)
         for job, res in zip(jobs, results):
             if isinstance(res, NonFiniteStateError):
-                job.cam.rejected += 1
-                self._warn('camera %s: %s' % (job.cam.topic, res))
+                self._reject(job.cam, str(res))
                 continue
             job.result, job.out = res
             job.stages.update(job.out.stages_ms)
@@ -604,14 +607,16 @@ class StreamDEQNode(LifecycleNode):
                      (cam.received, cam.processed, cam.skipped, cam.rejected),
                      (cam.over_deadline, cam.over_deadline_at_one))
                     for cam in self.cams]
-        for cam, mon, s, (received, processed, skipped, rejected), over in rows:
+            warnings = [cam.monitor.warnings(now, cfg['stale_after_s'])
+                        if self.active and cam.monitor is not None else [] for cam in self.cams]
+        for (cam, mon, s, (received, processed, skipped, rejected), over), warn in zip(
+                rows, warnings):
             st = DiagnosticStatus(name='streamdeq: %s' % cam.topic, hardware_id=self.device or '')
-            silent = mon.silent_for(now) if mon is not None else 0.0
-            loss = mon.loss_fraction() if mon is not None else 0.0
             values = {'fps': 0.0, 'input_fps': 0.0, 'latency_p50_ms': '', 'latency_p95_ms': '',
                       'received': received, 'processed': processed, 'skipped': skipped,
-                      'rejected': rejected, 'lost_before_node': 0,
-                      'lost_before_node_pct': 0.0, 'silent_s': 0.0,
+                      'rejected': rejected, 'rejected_recent': 0, 'lost_before_node': 0,
+                      'lost_before_node_pct': 0.0, 'stamp_faults': 0, 'zero_stamps': 0,
+                      'future_stamps': 0, 'silent_s': 0.0,
                       'resets': s.resets if s else 0,
                       'nonfinite_resets': s.nonfinite_resets if s else 0,
                       'cut_resets': s.cut_resets if s else 0,
@@ -624,19 +629,16 @@ class StreamDEQNode(LifecycleNode):
                     fps='%.2f' % mon.fps(now), input_fps='%.2f' % mon.input_fps(now),
                     latency_p50_ms='' if p50 is None else '%.2f' % p50,
                     latency_p95_ms='' if p95 is None else '%.2f' % p95,
-                    lost_before_node=mon.lost,
-                    lost_before_node_pct='%.1f' % (100 * loss), silent_s='%.1f' % silent)
+                    rejected_recent=mon.recent(now, 'rejected'), lost_before_node=mon.lost,
+                    lost_before_node_pct='%.1f' % (100 * mon.loss_fraction(now)),
+                    stamp_faults=mon.stamp_faults, zero_stamps=mon.zero_stamps,
+                    future_stamps=mon.future_stamps, silent_s='%.1f' % mon.silent_for(now))
             if self.device and self.device.startswith('cuda'):
                 values['device_memory_mb'] = '%.1f' % (torch.cuda.memory_allocated() / 2 ** 20)
+            # inactive: OK and 'inactive', whatever happened before deactivation
             st.level, st.message = DiagnosticStatus.OK, 'active' if self.active else 'inactive'
-            if self.active and mon is not None and silent > cfg['stale_after_s']:
-                st.level, st.message = DiagnosticStatus.WARN, 'no frame for %.0f s' % silent
-            elif rejected:
-                st.level, st.message = DiagnosticStatus.WARN, '%d frames rejected' % rejected
-            elif loss > LOSS_WARN:
-                st.level = DiagnosticStatus.WARN
-                st.message = 'about %.0f %% of the frames are lost before the node' \
-                    % (100 * loss)
+            if warn:
+                st.level, st.message = DiagnosticStatus.WARN, '; '.join(warn)
             st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
             arr.status.append(st)
         self.diag_pub.publish(arr)
