@@ -18,14 +18,17 @@ parameter under any runtime:
 ``inject``, ``f`` and ``heads_segmentation`` have dynamic batch and spatial axes.
 ``heads_detection`` is for one image at the exported input size (the detector's anchors are
 fixed by it, as in torchvision's own exports). ``card.json`` holds the model card, that size,
-the graphs' input and output names (``heads_graphs``: each heads graph's outputs) and the
-versions used.
+the graphs' input and output names (``heads_graphs``: each heads graph's outputs), the byte
+size and sha256 of every graph file (``files``: a reader checks them before trusting a
+directory) and the versions used. The exporter's known warnings about traced constants (the
+detector's and pose head's Python-side shapes, opset details) are silenced; others show.
 """
 import hashlib
 import json
 import os
 import sys
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
+import warnings
 
 import numpy as np
 import torch
@@ -36,8 +39,18 @@ from .model.heads.common import finest_features
 from .model.heads.pose import decode_heatmaps
 
 OPSET = 17
-#: the layout of the exported directory (ort_backend's cache is keyed by it)
-FORMAT = 2
+#: the layout of the exported directory (ort_backend's cache is keyed by it); 3 adds ``files``
+FORMAT = 3
+#: warnings torch.onnx.export prints for every export of these graphs, all understood: traced
+#: Python values that are constant for one exported size, and opset notes
+KNOWN_EXPORT_WARNINGS = (
+    (torch.jit.TracerWarning, ''),
+    (UserWarning, 'Constant folding'),
+    (UserWarning, 'Exporting aten::index operator of advanced indexing'),
+    (FutureWarning, r'`torch.jit.script` is deprecated'),
+    (DeprecationWarning, 'You are using the legacy TorchScript-based ONNX export'),
+    (DeprecationWarning, 'The feature will be removed'),
+)
 #: the heads graphs: name -> the heads it runs (pose reads the detector's persons)
 HEADS_GRAPHS = {'heads_segmentation': ('segmentation',), 'heads_detection': ('detection', 'pose')}
 
@@ -122,11 +135,28 @@ def _example(net, h: int, w: int):
     return torch.cat(frames), [torch.cat(ts) for ts in zip(*states)]
 
 
-def export_onnx(checkpoint: str, out_dir: str, height: int = 0, width: int = 0) -> dict:
+def file_sha256(path: str) -> str:
+    """Return the sha256 of a file, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as fh:
+        for block in iter(lambda: fh.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def graph_files(directory: str, names: Sequence[str]) -> Dict[str, dict]:
+    """Return ``{file: {'bytes', 'sha256'}}`` of the graph files ``names`` in ``directory``."""
+    return {n: {'bytes': os.path.getsize(os.path.join(directory, n)),
+                'sha256': file_sha256(os.path.join(directory, n))} for n in names}
+
+
+def export_onnx(checkpoint: str, out_dir: str, height: int = 0, width: int = 0,
+                digest: Optional[str] = None) -> dict:
     """Write the graphs and ``card.json`` for ``checkpoint`` to ``out_dir``; return the card.
 
     ``height``/``width`` (default the card's input size) only shape the example inputs; the
-    graphs take any size that is a multiple of the network's stride.
+    graphs take any size that is a multiple of the network's stride. ``digest``: the
+    checkpoint's sha256 when the caller has it already.
     """
     net, card = load_net(checkpoint)
     net.eval()
@@ -160,15 +190,16 @@ def export_onnx(checkpoint: str, out_dir: str, height: int = 0, width: int = 0) 
             plans[name] = (_Heads(net, names), tuple(z), zn, outs,
                            dict({n: spatial for n in zn}, **{o: spatial for o in outs}))
     for name, (module, args, inputs, outputs, axes) in plans.items():
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            for category, message in KNOWN_EXPORT_WARNINGS:
+                warnings.filterwarnings('ignore', message=message, category=category)
             torch.onnx.export(module.eval(), args, os.path.join(out_dir, name + '.onnx'),
                               input_names=inputs, output_names=outputs, dynamic_axes=axes,
                               opset_version=OPSET, dynamo=False)
-    with open(checkpoint, 'rb') as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest()
-    info = {'format': FORMAT, 'checkpoint_sha256': digest, 'opset': OPSET,
-            'torch': torch.__version__, 'input_size': [h, w],
-            'graphs': {g: g + '.onnx' for g in plans}, 'state': zn,
+    graphs = {g: g + '.onnx' for g in plans}
+    info = {'format': FORMAT, 'checkpoint_sha256': digest or file_sha256(checkpoint),
+            'opset': OPSET, 'torch': torch.__version__, 'input_size': [h, w],
+            'graphs': graphs, 'files': graph_files(out_dir, graphs.values()), 'state': zn,
             'heads_graphs': heads_graphs, 'heads_outputs': output_names(heads), 'card': card}
     with open(os.path.join(out_dir, 'card.json'), 'w') as fh:
         json.dump(info, fh, indent=1)

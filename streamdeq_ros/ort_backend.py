@@ -7,18 +7,22 @@ iteration loop, warm start, tolerance, deadline and partial results stay in
 :class:`~streamdeq_ros.stream.StreamSession`, so ``iters`` stays live. States are torch CPU
 tensors shared with onnxruntime as numpy views. Graphs come from a directory that
 :func:`~streamdeq_ros.export.export_onnx` wrote, or are exported once into a cache directory
-keyed by the checkpoint's hash (:func:`ort_net`).
+keyed by the checkpoint's hash (:func:`ort_net`). A directory is trusted only when its
+``card.json`` reads, is of this format and every graph file has the size and sha256 it lists
+(:func:`export_problem`); a cached one that fails is exported again, and the ``.tmp``
+folders that a killed export left are removed.
 """
-import hashlib
+import glob
 import json
 import os
+import re
 import shutil
 from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from .export import export_onnx, FORMAT, output_names
+from .export import export_onnx, file_sha256, FORMAT, graph_files, output_names
 from .model.checkpoint import load_net
 from .model.network import Perception
 
@@ -80,12 +84,11 @@ class OrtNet:
 
     def __init__(self, net, directory: str, threads: int = 0):
         """Use the graphs in ``directory`` for ``net`` (a loaded torch network: metadata)."""
+        problem = export_problem(directory)
+        if problem:
+            raise ValueError('%s (export again with streamdeq export)' % problem)
         with open(os.path.join(directory, 'card.json')) as fh:
             info = json.load(fh)
-        if info.get('format') != FORMAT:
-            raise ValueError('%s holds graphs of export format %s; this version reads format %d '
-                             '(export again with streamdeq export)'
-                             % (directory, info.get('format', 1), FORMAT))
         graphs = {g: _session(os.path.join(directory, path), threads)
                   for g, path in info['graphs'].items()}
         self.torch_net = net
@@ -146,6 +149,50 @@ class OrtNet:
         return out
 
 
+def export_problem(directory: str) -> Optional[str]:
+    """Return why ``directory`` is not a complete export of this format (one clause), or None."""
+    path = os.path.join(directory, 'card.json')
+    try:
+        with open(path) as fh:
+            info = json.load(fh)
+    except FileNotFoundError:
+        return '%s has no card.json' % directory
+    except (OSError, ValueError) as exc:
+        return '%s: card.json is unreadable (%s)' % (directory, exc)
+    if not isinstance(info, dict) or info.get('format') != FORMAT:
+        found = info.get('format', 1) if isinstance(info, dict) else '?'
+        return '%s holds graphs of export format %s; this version reads format %d' \
+            % (directory, found, FORMAT)
+    files = info.get('files')
+    if not isinstance(files, dict) or set(files) != set(info.get('graphs', {}).values()):
+        return '%s: card.json does not list every graph file with its size and hash' % directory
+    for name, want in files.items():
+        full = os.path.join(directory, name)
+        if not os.path.isfile(full):
+            return '%s: %s is missing' % (directory, name)
+        size = os.path.getsize(full)
+        if size != want.get('bytes'):
+            return '%s: %s has %d bytes, card.json says %s (damaged or cut short)' \
+                % (directory, name, size, want.get('bytes'))
+        if graph_files(directory, [name])[name]['sha256'] != want.get('sha256'):
+            return '%s: %s does not have the sha256 card.json lists (damaged)' % (directory, name)
+    return None
+
+
+def _remove_stale_exports(root: str):
+    """Remove the ``<dir>.tmp<pid>`` folders of exports whose process is gone."""
+    for tmp in glob.glob(os.path.join(root, '*.tmp*')):
+        m = re.search(r'\.tmp(\d+)$', tmp)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:         # alive, someone else's
+            pass
+
+
 def cache_dir() -> str:
     """Return where exported graphs are cached (``$STREAMDEQ_CACHE`` or ~/.cache)."""
     root = os.environ.get('STREAMDEQ_CACHE') or os.path.join(
@@ -157,7 +204,8 @@ def ort_net(checkpoint: str, input_size=None, threads: int = 0):
     """Return (OrtNet, card) for ``checkpoint``, exporting its graphs once into the cache.
 
     ``input_size`` (H, W; default the card's) is the size the detection graph is exported for.
-    Raises ImportError with what to install when onnxruntime is missing.
+    A cached export that fails :func:`export_problem` is exported again. Raises ImportError
+    with what to install when onnxruntime is missing.
     """
     try:
         import onnxruntime  # noqa: F401
@@ -166,18 +214,23 @@ def ort_net(checkpoint: str, input_size=None, threads: int = 0):
                           '(pip install onnxruntime onnx)') from None
     net, card = load_net(checkpoint)
     h, w = input_size or (card['input']['height'], card['input']['width'])
-    with open(checkpoint, 'rb') as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest()
-    directory = os.path.join(cache_dir(), '%s-%dx%d-torch%s-format%d'
+    digest = file_sha256(checkpoint)
+    root = cache_dir()
+    directory = os.path.join(root, '%s-%dx%d-torch%s-format%d'
                              % (digest[:16], w, h, torch.__version__, FORMAT))
-    if not os.path.isfile(os.path.join(directory, 'card.json')):
+    if os.path.isdir(root):
+        _remove_stale_exports(root)
+    if export_problem(directory):
         tmp = '%s.tmp%d' % (directory, os.getpid())
+        shutil.rmtree(tmp, ignore_errors=True)
         try:
-            export_onnx(checkpoint, tmp, h, w)
+            export_onnx(checkpoint, tmp, h, w, digest=digest)
         except Exception as exc:    # noqa: B902 - the exporter's errors have many types
             shutil.rmtree(tmp, ignore_errors=True)
             raise ValueError('cannot export %s to ONNX at %dx%d: %s'
                              % (checkpoint, w, h, exc)) from exc
+        if export_problem(directory):           # damaged (or another process's half): replace
+            shutil.rmtree(directory, ignore_errors=True)
         if not os.path.exists(directory):
             os.replace(tmp, directory)
         shutil.rmtree(tmp, ignore_errors=True)

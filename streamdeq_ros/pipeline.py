@@ -175,6 +175,33 @@ class FramePipeline:
         self.skeleton = [tuple(p) for p in card.get('heads', {}).get('pose', {})
                          .get('skeleton', [])]
 
+    def self_test(self):
+        """Solve a mid-grey frame from zeros and read every head; ValueError if not finite.
+
+        The node runs it at configure, so weights that give a non-finite state or output stop
+        start-up with a sentence instead of rejecting every frame later. The scratch session
+        does not teach the deadline planner.
+        """
+        h, w = self.input_size
+        session = StreamSession(self.net.backbone, readout=_state, solver=self.solver,
+                                budget=self.budget, name='self-test')
+        try:
+            result = session.step(self.prepare(np.full((h, w, 3), 128, np.uint8)))
+        except NonFiniteStateError:
+            raise ValueError('the model gives a non-finite state on a plain grey %dx%d frame '
+                             'even from zeros: its weights are unusable' % (w, h)) from None
+        with torch.inference_mode():
+            p = self.net.perceive(result.outputs, score_threshold=0.0)
+        outputs = {'segmentation logits': [p.seg_logits],
+                   'detection boxes and scores': [t for d in p.detections or []
+                                                  for t in (d['boxes'], d['scores'])],
+                   'keypoints': list(p.keypoints or [])}
+        bad = [name for name, ts in outputs.items()
+               if any(t is not None and not torch.isfinite(t).all() for t in ts)]
+        if bad:
+            raise ValueError('the model gives non-finite %s on a plain grey %dx%d frame: its '
+                             'weights are unusable' % (' and '.join(bad), w, h))
+
     @staticmethod
     def solver_batches(solver: str) -> bool:
         """Return whether frames of several cameras can share one solve with ``solver``."""

@@ -100,3 +100,49 @@ def test_missing_and_garbage_files(tmp_path):
     good.write_bytes(good.read_bytes()[:2000])
     with pytest.raises(CheckpointError, match='damaged or truncated'):
         load_net(str(good))
+
+
+@pytest.mark.parametrize('edit, sentence', [
+    # the review's five cards, each of which used to end the node with exit 1 and no word
+    (lambda c: c['config'].update(num_channels=[-8, 16, 32, 64]),
+     "config 'num_channels' must be a non-empty list of integers of at least 1, got "
+     '[-8, 16, 32, 64]'),
+    (lambda c: c['config'].update(num_groups=0),
+     "config 'num_groups' must be an integer of at least 1, got 0"),
+    (lambda c: c['heads']['segmentation'].update(classes=5),
+     "heads.segmentation 'classes' must be a list of 5 names, got 5"),
+    (lambda c: c.update(input={'height': '96', 'width': 192}),
+     "input 'height' must be a positive multiple of 32, got '96'"),
+    (lambda c: c.update(input={'height': 96, 'width': 192, 'mean': [0.5, 0.5]}),
+     "input 'mean' must be a list of 3 numbers (R, G, B), got [0.5, 0.5]"),
+    # and their neighbours
+    (lambda c: c['config'].update(num_groups=3),
+     "config 'num_channels' [8, 16, 32, 64] are not divisible by 'num_groups' 3"),
+    (lambda c: c['heads']['segmentation'].update(classes=['a', 'b']),
+     "heads.segmentation 'classes' lists 2 names for num_classes 5"),
+    (lambda c: c['heads'].update(pose={'num_joints': 16}),
+     'it has a pose head but no detection head to find the persons in'),
+    (lambda c: c.update(input={'height': 96, 'width': 192, 'std': [0.2, 0, 0.2]}),
+     "input 'std' must be a list of 3 positive numbers (R, G, B), got [0.2, 0, 0.2]"),
+    (lambda c: c.update(inference={'solver': 'newton'}),
+     "inference 'solver' must be one of 'unroll', 'broyden', got 'newton'"),
+    (lambda c: c['config'].update(dropout=1.5),
+     "config 'dropout' must be a number from 0 to 0.99, got 1.5"),
+])
+def test_a_bad_model_card_is_refused_naming_the_field(tmp_path, edit, sentence):
+    import copy
+    card = copy.deepcopy(CARD)
+    edit(card)
+    path = str(tmp_path / 'm.pt')
+    save_checkpoint(path, _net(), card)
+    with pytest.raises(CheckpointError) as exc:
+        load_net(path)
+    text = str(exc.value)
+    assert text == 'checkpoint %r has an invalid model card: %s' % (path, sentence), text
+
+
+def test_long_failures_are_cut_at_a_word():
+    from streamdeq_ros.model.checkpoint import clause
+    text = clause('word ' * 100, limit=50)
+    assert text.endswith(' ...') and len(text) <= 54 and 'wor ' not in text
+    assert clause('a\n  b') == 'a b'

@@ -20,6 +20,7 @@ from node_harness import node_with_client, send_until_answered, spin_until
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image
+from streamdeq_ros.ros.params import usable_cores
 
 BIN = executable('streamdeq_node')
 CAM = '/hardening_test/cam'
@@ -27,7 +28,10 @@ CAM = '/hardening_test/cam'
 
 @pytest.mark.parametrize('args, sentence', [
     (['iters:=0'], 'iters must be an integer from 1 to 100, got 0'),
-    (['iters:=2.5'], 'iters must be an integer from 1 to 100, got 2.5'),
+    (['iters:=2.5'], 'iters must be an integer from 1 to 100, got 2.5 (a float)'),
+    (['iters:=3.0'], 'iters must be an integer from 1 to 100, got 3.0 (a float)'),
+    (['threads:=256'], 'threads must be an integer from 0 to the number of cores this process '
+                       'may use (%d here), got 256' % usable_cores()),
     (['tol:=.nan'], 'tol must be a number from 0 to 1, got nan'),
     (['cameras:=[]'], 'cameras must be a non-empty list of distinct topic names, got no value '
                       "(an empty list [] reaches ROS 2 as 'not set')"),
@@ -95,11 +99,15 @@ def test_input_size_is_settable_at_start_up(ros):
 
 def test_live_refusals_are_one_sentence_in_words(ros):
     client, _, _, _ = ros
-    for value in (0, 2.5, 'three'):
+    for value, given in ((0, '0'), (2.5, '2.5 (a float)'), (3.0, '3.0 (a float)'),
+                         ('three', "'three' (a string)")):
         r = _set(client, 'iters', value)
         assert not r.successful
-        assert r.reason == 'iters must be an integer from 1 to 100, got %s' \
-            % (repr(value) if isinstance(value, str) else value)
+        assert r.reason == 'iters must be an integer from 1 to 100, got %s' % given
+    r = _set(client, 'iter', 1)                              # undeclared: named, with a hint
+    assert not r.successful and r.reason == "unknown parameter 'iter': the streamdeq node has " \
+        "no such parameter (did you mean 'iters'?)"
+    assert _set(client, 'use_sim_time', False).successful    # rclpy's own parameters pass
     r = _set(client, 'input_size', [64, 64])
     assert not r.successful and r.reason.startswith('input_size is read-only while the node runs')
 
@@ -197,10 +205,12 @@ def test_a_bad_stamp_or_a_rejected_frame_warns_only_while_recent(ros):
     period = 0.25
     stamps = [800 + k * period for k in range(1000)]
     stamps[8] += 3600                                        # one frame stamped an hour ahead
+    stamps[4] = 0.0                                          # and one stamped zero
     _, _, before = _diag(client, got)
     level, message, values = _stream(client, pub, got, stamps, period, lambda st: 'bad header '
                                      'stamp' in st.message, timeout=20)
     assert level == DiagnosticStatus.WARN and int(values['stamp_faults']) >= 2
+    assert int(values['zero_stamps']) == int(before['zero_stamps']) + 1
     assert values['lost_before_node'] == before['lost_before_node']   # not 14400 lost
     ok = _stream(client, pub, got, stamps[20:], period,
                  lambda st: st.level == DiagnosticStatus.OK, timeout=40)
@@ -250,3 +260,54 @@ def test_an_inactive_node_reports_ok_whatever_it_warned_before(ros):
             level, message, values = _diag(client, got, lambda st: st.message == 'inactive')
             assert level == DiagnosticStatus.OK and values['active'] == 'False'
     send_until_answered(client, pub, got, _frame(950))       # active again, and serving
+
+
+def _tiny_checkpoint(path, edit_card=None, edit_net=None):
+    import copy
+
+    import torch
+
+    from streamdeq_ros.model.checkpoint import save_checkpoint
+    from streamdeq_ros.model.mdeq import get_config
+    from streamdeq_ros.model.network import StreamDEQNet
+    card = {'config': get_config('tiny').to_dict(), 'heads': {'segmentation': {
+        'num_classes': 5}}, 'input': {'height': 64, 'width': 128}}
+    net = StreamDEQNet(get_config('tiny'), card['heads'])
+    card = copy.deepcopy(card)
+    if edit_card:
+        edit_card(card)
+    if edit_net:
+        with torch.no_grad():
+            edit_net(net)
+    save_checkpoint(str(path), net, card)
+    return str(path)
+
+
+def _huge_stem(net):
+    next(net.backbone.parameters()).mul_(1e30)     # finite weights, an infinite state
+
+
+@pytest.mark.parametrize('edit_card, edit_net, sentence', [
+    (lambda c: c['config'].update(num_channels=[-8, 16, 32, 64]), None,
+     "invalid model card: config 'num_channels' must be a non-empty list of integers"),
+    (lambda c: c['config'].update(num_groups=0), None,
+     "invalid model card: config 'num_groups' must be an integer of at least 1, got 0"),
+    (lambda c: c['heads']['segmentation'].update(classes=5), None,
+     "invalid model card: heads.segmentation 'classes' must be a list of 5 names, got 5"),
+    (lambda c: c['input'].update(height='64'), None,
+     "invalid model card: input 'height' must be a positive multiple of 32, got '64'"),
+    (lambda c: c['input'].update(mean=[0.5]), None,
+     "invalid model card: input 'mean' must be a list of 3 numbers (R, G, B), got [0.5]"),
+    (None, _huge_stem, 'the model gives a non-finite state on a plain grey 128x64 frame even '
+                       'from zeros: its weights are unusable'),
+])
+def test_every_bad_model_stops_start_up_with_one_sentence(tmp_path, edit_card, edit_net,
+                                                          sentence):
+    path = _tiny_checkpoint(tmp_path / 'm.pt', edit_card, edit_net)
+    out = subprocess.run([BIN, '--ros-args', '-p', 'checkpoint:=%s' % path], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1
+    text = out.stdout + out.stderr
+    lines = [ln for ln in text.splitlines() if 'cannot configure' in ln]
+    assert len(lines) == 1 and sentence in lines[0], text
+    assert 'Traceback' not in text

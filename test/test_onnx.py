@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -25,7 +26,7 @@ from streamdeq_ros.executables import executable
 from streamdeq_ros.export import export_onnx
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
-from streamdeq_ros.ort_backend import ort_net, OrtNet
+from streamdeq_ros.ort_backend import export_problem, ort_net, OrtNet
 from streamdeq_ros.pipeline import FramePipeline
 from streamdeq_ros.ros.image_conv import fill_image
 from streamdeq_ros.tracking import IoUTracker
@@ -113,7 +114,7 @@ def test_the_cache_exports_once_and_a_missing_runtime_is_named(tmp_path, monkeyp
     old = tmp_path / 'old'
     old.mkdir()
     (old / 'card.json').write_text(json.dumps({'graphs': {'heads': 'heads.onnx'}}))
-    with pytest.raises(ValueError, match='export format 1; this version reads format 2'):
+    with pytest.raises(ValueError, match='export format 1; this version reads format 3'):
         OrtNet(load_net(MODEL)[0], str(old))
     import builtins
     real = builtins.__import__
@@ -125,6 +126,43 @@ def test_the_cache_exports_once_and_a_missing_runtime_is_named(tmp_path, monkeyp
     monkeypatch.setattr(builtins, '__import__', no_ort)
     with pytest.raises(ImportError, match='pip install onnxruntime onnx'):
         ort_net(MODEL)
+
+
+def test_a_damaged_cache_is_exported_again_and_killed_exports_are_removed(tmp_path,
+                                                                          monkeypatch):
+    # the review's cases: a half-length f.onnx, a folder without card.json, a killed export
+    monkeypatch.setenv('STREAMDEQ_CACHE', str(tmp_path))
+    root = os.path.join(str(tmp_path), 'onnx')
+    net, _ = ort_net(MODEL)
+    [entry] = os.listdir(root)
+    directory = os.path.join(root, entry)
+    f = os.path.join(directory, 'f.onnx')
+    size = os.path.getsize(f)
+    with open(f, 'r+b') as fh:
+        fh.truncate(size // 2)
+    assert 'f.onnx has %d bytes, card.json says %d' % (size // 2, size) in \
+        export_problem(directory)
+    with pytest.raises(ValueError, match='damaged or cut short'):
+        OrtNet(net.torch_net, directory)                     # a directory given: refused
+    again, _ = ort_net(MODEL)                                # the cache: exported again
+    assert os.path.getsize(f) == size and export_problem(directory) is None
+    os.remove(os.path.join(directory, 'card.json'))
+    assert export_problem(directory).endswith('has no card.json')
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    stale = os.path.join(root, entry + '.tmp%d' % dead.pid)
+    os.makedirs(stale)
+    ort_net(MODEL)
+    assert export_problem(directory) is None and not os.path.exists(stale)
+    assert os.listdir(root) == [entry]
+
+
+def test_the_first_export_prints_no_known_warnings(tmp_path):
+    out = subprocess.run([sys.executable, '-m', 'streamdeq_ros.cli', 'export', '--checkpoint',
+                          MODEL, '--out', str(tmp_path / 'graphs')], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert 'Warning' not in out.stderr and out.stderr.strip().count('\n') == 0, out.stderr
 
 
 def test_the_node_runs_the_onnxruntime_backend(tmp_path):

@@ -4,7 +4,8 @@ import os
 import pytest
 import yaml
 
-from streamdeq_ros.ros.params import BY_NAME, coerce, defaults, validate, validate_all
+from streamdeq_ros.ros.params import (BY_NAME, coerce, config_yaml, defaults, validate,
+                                      validate_all)
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
                       'streamdeq.yaml')
@@ -14,8 +15,10 @@ SIZE_RULE = 'input_size must be [height, width] in positive multiples of 32, or 
 
 def test_config_file_lists_every_parameter_with_its_default():
     with open(CONFIG) as fh:
-        data = yaml.safe_load(fh)
-    assert data['/**']['ros__parameters'] == defaults()
+        text = fh.read()
+    assert yaml.safe_load(text)['/**']['ros__parameters'] == defaults()
+    assert text == config_yaml(), 'regenerate: python -m streamdeq_ros.ros.params > ' \
+        'config/streamdeq.yaml'
 
 
 def test_no_default_is_an_empty_list():
@@ -29,12 +32,13 @@ def test_defaults_are_valid():
 
 @pytest.mark.parametrize('name, value, reason', [
     ('iters', 0, 'iters must be an integer from 1 to 100, got 0'),
-    ('iters', 2.5, 'iters must be an integer from 1 to 100, got 2.5'),
-    ('iters', True, 'iters must be an integer from 1 to 100, got true'),
-    ('iters', '3', "iters must be an integer from 1 to 100, got '3'"),
+    ('iters', 2.5, 'iters must be an integer from 1 to 100, got 2.5 (a float)'),
+    ('iters', 3.0, 'iters must be an integer from 1 to 100, got 3.0 (a float)'),
+    ('iters', True, 'iters must be an integer from 1 to 100, got true (a boolean)'),
+    ('iters', '3', "iters must be an integer from 1 to 100, got '3' (a string)"),
     ('solver', 'newton', "solver must be one of 'unroll', 'broyden', got 'newton'"),
     ('tol', float('nan'), 'tol must be a number from 0 to 1, got nan'),
-    ('deadline_ms', -1.0, 'deadline_ms must be a number from 0 to 10000, got -1'),
+    ('deadline_ms', -1.0, 'deadline_ms must be a number from 0 to 10000, got -1.0'),
     ('mask_resolution', 'camera', "mask_resolution must be one of 'input', 'network', got "
                                   "'camera'"),
     ('input_size', [100, 192], SIZE_RULE + ', got [100, 192]'),
@@ -44,11 +48,17 @@ def test_defaults_are_valid():
     ('cameras', None, 'cameras must be a non-empty list of distinct topic names, got no value'),
     ('cameras', ['a', 'a'], 'cameras must be a non-empty list of distinct topic names, got '
                             "['a', 'a']"),
-    ('publish_partial', 1, 'publish_partial must be true or false, got 1'),
-    ('threads', -1, 'threads must be an integer from 0 to 256, got -1'),
+    ('publish_partial', 1, 'publish_partial must be true or false, got 1 (an integer)'),
+    ('threads', -1, 'threads must be an integer from 0 to the number of cores this process may '
+                    'use'),
+    ('threads', 10 ** 6, 'threads must be an integer from 0 to the number of cores this process '
+                         'may use'),
+    ('mono16_max', 70000, 'mono16_max must be an integer from 0 to 65535, got 70000'),
     ('max_input_pixels', 0, 'max_input_pixels must be an integer from 1 to 268435456, got 0'),
-    ('stale_after_s', 0.0, 'stale_after_s must be a number from 0.1 to 3600, got 0'),
-    ('warp', 1, "unknown parameter 'warp'"),
+    ('stale_after_s', 0.0, 'stale_after_s must be a number from 0.1 to 3600, got 0.0'),
+    ('warp', 1, "unknown parameter 'warp': the streamdeq node has no such parameter"),
+    ('iter', 1, "unknown parameter 'iter': the streamdeq node has no such parameter (did you "
+                "mean 'iters'?)"),
 ])
 def test_invalid_values_are_refused_with_one_sentence_in_words(name, value, reason):
     got = validate(name, value)

@@ -14,6 +14,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
+from .card import card_problems
 from .network import build_net, StreamDEQNet
 
 FORMAT = 'streamdeq_ros/checkpoint/1'
@@ -38,6 +39,15 @@ def save_checkpoint(path: str, net: StreamDEQNet, card: Mapping,
     os.replace(tmp, path)
 
 
+def clause(text: str, limit: int = 300) -> str:
+    """Return ``text`` on one line, cut at a word boundary (with '...') past ``limit`` chars."""
+    text = ' '.join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(' ', 0, limit)
+    return text[:cut if cut > limit // 2 else limit].rstrip(' ,;:') + ' ...'
+
+
 def _unsafe_reason(exc: Exception) -> str:
     """Return the sentence of a weights_only refusal that says what was blocked."""
     text = ' '.join(str(exc).split())
@@ -45,7 +55,7 @@ def _unsafe_reason(exc: Exception) -> str:
                   r'(?:\. |\.?$)', text)
     if m:
         return m.group(1).strip()
-    return text.split('. ')[0][:200] if text else type(exc).__name__
+    return clause(text.split('. ')[0]) if text else type(exc).__name__
 
 
 def load_safely(path: str, what: str = 'checkpoint'):
@@ -70,7 +80,7 @@ def load_safely(path: str, what: str = 'checkpoint'):
                               '(streamdeq_ros loads with weights_only=True): %s'
                               % (what, path, _unsafe_reason(exc))) from None
     except Exception as exc:      # noqa: B902 - any other failure means "damaged"
-        first = ' '.join(str(exc).split())[:200] or type(exc).__name__
+        first = clause(str(exc)) or type(exc).__name__
         raise CheckpointError('%s %r is damaged or truncated: torch.load failed with %s: %s'
                               % (what, path, type(exc).__name__, first)) from None
 
@@ -87,17 +97,9 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
 
 
 def check_card(card: Mapping) -> Optional[str]:
-    """Return what is wrong with a model card (one clause), or None."""
-    if 'config' not in card:
-        return "it has no 'config' (the MDEQ configuration: a name or a dict)"
-    if not isinstance(card['config'], (str, Mapping)):
-        return "its 'config' is %r, not a configuration name or dict" % (card['config'],)
-    heads = card.get('heads')
-    if not isinstance(heads, Mapping) or not heads:
-        return "it names no heads ('heads' must map head names to their settings)"
-    if 'input' in card and not isinstance(card['input'], Mapping):
-        return "its 'input' is %r, not a dict of size and normalisation" % (card['input'],)
-    return None
+    """Return what is wrong with a model card (its problems joined in one clause), or None."""
+    problems = card_problems(card)
+    return '; '.join(problems) if problems else None
 
 
 def load_net(path: str, device: str = 'cpu') -> Tuple[StreamDEQNet, Dict[str, Any]]:
@@ -115,7 +117,7 @@ def load_net(path: str, device: str = 'cpu') -> Tuple[StreamDEQNet, Dict[str, An
     try:
         net.load_state_dict(blob['state_dict'], strict=True)
     except RuntimeError as exc:
-        detail = ' '.join(str(exc).split())[:240]
+        detail = clause(str(exc))
         raise CheckpointError('checkpoint %r does not match the network its card describes: %s'
                               % (path, detail)) from None
     for name, t in blob['state_dict'].items():

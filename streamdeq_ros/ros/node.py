@@ -26,11 +26,12 @@ import torch
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from . import params as P
-from .image_conv import compressed_to_rgb, fill_image, image_to_rgb, ImageError
+from .image_conv import (compressed_to_rgb, fill_image, image_to_rgb, ImageError,
+                         read_compressed, read_image)
 from .messages import detections_msg, keypoints_cloud, label_info
 from .shutdown import init_with_stop_flag, spin_until_stopped
 from ..cuts import CutDetector
-from ..model.checkpoint import CheckpointError, load_net
+from ..model.checkpoint import CheckpointError, clause, load_net
 from ..models import resolve_checkpoint
 from ..monitor import StreamMonitor
 from ..ort_backend import ort_net
@@ -98,6 +99,7 @@ class _Camera:
         self.received = self.processed = self.skipped = self.rejected = 0
         self.over_deadline = self.over_deadline_at_one = 0
         self.monitor: Optional[StreamMonitor] = None
+        self.read = read_image          # serialized bytes -> WireImage (read_compressed too)
         self.pubs: Dict[str, object] = {}
 
 
@@ -160,8 +162,16 @@ class StreamDEQNode(LifecycleNode):
         self._last_warn = 0.0
 
     # -- parameters ---------------------------------------------------------------------------
+    def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
+        """Refuse a parameter the node does not have by its name (rclpy's words name none)."""
+        missing = [p.name for p in parameter_list if not self.has_parameter(p.name)]
+        if missing:
+            return SetParametersResult(successful=False, reason=P.unknown(missing[0]))
+        return super().set_parameters_atomically(parameter_list)
+
     def _on_set(self, changes) -> SetParametersResult:
         configured = self.pipeline is not None
+        changes = [c for c in changes if c.name in P.BY_NAME]   # rclpy's own (use_sim_time)
         for c in changes:
             reason = P.validate(c.name, c.value, configured=configured)
             if reason:
@@ -206,10 +216,16 @@ class StreamDEQNode(LifecycleNode):
                 net, card = load_net(path, dev)
             budget = IterationBudget(self.cfg['iters'], self.cfg['tol'] or None,
                                      self.cfg['deadline_ms'], self.cfg['deadline_rule'])
-            self.pipeline = FramePipeline(net, card, size, self.cfg['solver'], budget)
+            pipeline = FramePipeline(net, card, size, self.cfg['solver'], budget)
+            pipeline.self_test()        # weights that give NaN stop here, not at every frame
         except (CheckpointError, ValueError, ImportError) as exc:
-            self.get_logger().error('cannot configure: %s' % exc)
+            self.get_logger().error('cannot configure: %s' % clause(str(exc)))
             return TransitionCallbackReturn.FAILURE
+        except Exception as exc:        # noqa: B902 - start-up must say why, whatever failed
+            self.get_logger().error('cannot configure: loading %s failed with %s: %s'
+                                    % (path, type(exc).__name__, clause(str(exc))))
+            return TransitionCallbackReturn.FAILURE
+        self.pipeline = pipeline
         self.card, self.device = card, dev
         topics = list(self.cfg['cameras'])
         self.cams = [_Camera(t, camera_prefix(t, len(topics))) for t in topics]
@@ -257,7 +273,8 @@ class StreamDEQNode(LifecycleNode):
             topic = cam.topic.rstrip('/') + '/compressed' if compressed else cam.topic
             cam.sub = self.create_subscription(
                 CompressedImage if compressed else Image, topic,
-                lambda msg, c=cam: self._on_frame(c, msg), qos)
+                lambda raw, c=cam: self._on_frame(c, raw), qos, raw=True)
+            cam.read = read_compressed if compressed else read_image
         self.running = True
         self.outq = queue.Queue(maxsize=OUTPUT_QUEUE)
         self.output = threading.Thread(target=self._output, daemon=True)
@@ -320,7 +337,16 @@ class StreamDEQNode(LifecycleNode):
             torch.cuda.empty_cache()
 
     # -- frames -------------------------------------------------------------------------------
-    def _on_frame(self, cam: _Camera, msg):
+    def _on_frame(self, cam: _Camera, raw: bytes):
+        # the serialized bytes: header and sizes are read from them, the pixels stay a view
+        # (never deserialized into a Python message; a frame too large is refused unread)
+        try:
+            msg = cam.read(raw)
+        except ImageError as exc:
+            with self.cond:
+                cam.received += 1
+            self._reject(cam, 'frame rejected: %s' % exc)
+            return
         now = time.monotonic()
         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
         clock = self.get_clock().now().nanoseconds * 1e-9
@@ -471,8 +497,8 @@ class StreamDEQNode(LifecycleNode):
         for cam, msg, _, wait in taken:
             c0 = time.perf_counter()
             try:
-                rgb = compressed_to_rgb(msg, limit) if isinstance(msg, CompressedImage) \
-                    else image_to_rgb(msg, limit)
+                rgb = compressed_to_rgb(msg, limit) if msg.compressed \
+                    else image_to_rgb(msg, limit, cfg['mono16_max'])
             except ImageError as exc:
                 self._reject(cam, 'frame rejected: %s' % exc)
                 continue
@@ -670,6 +696,10 @@ def main(args=None) -> int:
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as exc:            # noqa: B902 - no start-up path may exit silently
+        print('streamdeq_node: cannot start: %s: %s' % (type(exc).__name__, clause(str(exc))),
+              file=sys.stderr)
+        code = 1
     finally:
         if node is not None:
             node._stop()

@@ -6,7 +6,9 @@ nothing and returns the reason), and ``config/streamdeq.yaml`` (a test checks th
 lists exactly these parameters with these defaults). No rclpy import here.
 
 Every refusal is one sentence that names the parameter, the allowed values in words and the
-value given, e.g. ``iters must be an integer from 1 to 100, got 2.5``. The node declares its
+value as given, with its type when the type is wrong, e.g. ``iters must be an integer from 1
+to 100, got 3.0 (a float)`` or ``iters must be an integer from 1 to 100, got 0``. The node
+declares its
 parameters with dynamic typing and leaves all checking to :func:`validate`, so rclpy's own
 type and range messages never reach a user, and a float parameter takes integer syntax
 (``ros2 param set /streamdeq deadline_ms 5``).
@@ -15,7 +17,9 @@ ROS 2 cannot carry an empty list (``[]`` in YAML or on the command line arrives 
 so no parameter uses one: ``input_size`` ``[0, 0]`` means "the model's size".
 """
 from dataclasses import dataclass
+import difflib
 import math
+import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 MODEL_SIZE = [0, 0]
@@ -33,6 +37,8 @@ class Param:
     num_range: Optional[Tuple[float, float]] = None
     check: Optional[Callable[[Any], bool]] = None   # extra condition on a well-typed value
     rule: str = ''
+    #: the machine-dependent part of the rule, said in a refusal only (e.g. the core count)
+    detail: Optional[Callable[[], str]] = None
 
     @property
     def kind(self) -> str:
@@ -53,8 +59,20 @@ class Param:
                 'str_list': 'a list of strings'}[self.kind]
         if self.num_range:
             lo, hi = self.num_range
-            base += ' from %s to %s' % (_show(lo), _show(hi))
+            base += ' from %s to %s' % (_bound(lo), _bound(hi))
         return base
+
+
+def _bound(v) -> str:
+    return str(int(v)) if float(v).is_integer() else '%g' % v
+
+
+def usable_cores() -> int:
+    """Return the number of CPU cores this process may run on (its affinity mask)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # not Linux
+        return os.cpu_count() or 1
 
 
 def _show(v) -> str:
@@ -63,7 +81,7 @@ def _show(v) -> str:
     if isinstance(v, bool):
         return 'true' if v else 'false'
     if isinstance(v, float):
-        return '%g' % v
+        return repr(v)
     if isinstance(v, (list, tuple)):
         return '[' + ', '.join(_show(x) for x in v) + ']'
     return repr(v) if isinstance(v, str) else str(v)
@@ -99,8 +117,10 @@ PARAMS: List[Param] = [
     Param('input_size', MODEL_SIZE, 'network input [height, width], multiples of 32; '
           "[0, 0] = the model's", True, check=_input_size_ok,
           rule="[height, width] in positive multiples of 32, or [0, 0] for the model's size"),
-    Param('threads', 0, 'torch intra-op threads of the solver (0: one per core, but while '
-          'frames wait one fewer, for the output thread and DDS)', num_range=(0, 256)),
+    Param('threads', 0, 'intra-op threads of the solver (0: adaptive, see README "A busy '
+          'computer"; N: exactly N)', check=lambda v: 0 <= v <= usable_cores(),
+          rule='an integer from 0 to the number of cores this process may use',
+          detail=lambda: '%d here' % usable_cores()),
     Param('iters', 2, 'solver iterations per frame (applies from the next frame)',
           num_range=(1, 100)),
     Param('solver', 'unroll', "'unroll' or 'broyden'", choices=('unroll', 'broyden')),
@@ -120,6 +140,10 @@ PARAMS: List[Param] = [
           'whose keypoints are published)', num_range=(0.0, 1.0)),
     Param('mask_resolution', 'input', "'input' (camera size) or 'network' (input_size)",
           choices=('input', 'network')),
+    Param('mono16_max', 0, 'white level of 16-bit images (mono16, 16UC1, rgb16, bgr16, '
+          "bayer_*16) when they are scaled to 8 bits; 0: each frame's bit depth (the fewest "
+          "bits from 8 to 16 that hold its largest value: a 12-bit camera's 4095 is white)",
+          num_range=(0, 65535)),
     Param('max_input_pixels', 4096 * 4096, 'frames with more pixels are dropped before any '
           'decoding (compressed frames by their file header)', num_range=(1, 16384 * 16384)),
     Param('stale_after_s', 2.0, 'a camera without a frame for this long is reported WARN in '
@@ -158,6 +182,28 @@ def _typed(kind: str, value) -> bool:
     return isinstance(value, (list, tuple)) and all(_typed(item, x) for x in value)
 
 
+def _kind_words(value) -> str:
+    if isinstance(value, bool):
+        return 'a boolean'
+    if isinstance(value, int):
+        return 'an integer'
+    if isinstance(value, float):
+        return 'a float'
+    if isinstance(value, str):
+        return 'a string'
+    if isinstance(value, list):
+        return 'a list'
+    return type(value).__name__
+
+
+def unknown(name: str) -> str:
+    """Return the refusal of a parameter the node does not have, with the nearest names."""
+    near = difflib.get_close_matches(name, list(BY_NAME), n=3, cutoff=0.6)
+    hint = 'did you mean %s?' % ' or '.join(repr(n) for n in near) if near else \
+        '`ros2 param list /streamdeq` lists its parameters'
+    return 'unknown parameter %r: the streamdeq node has no such parameter (%s)' % (name, hint)
+
+
 def validate(name: str, value, configured: bool = False) -> Optional[str]:
     """Return why ``value`` is refused for parameter ``name`` (one sentence), or None.
 
@@ -166,13 +212,13 @@ def validate(name: str, value, configured: bool = False) -> Optional[str]:
     """
     p = BY_NAME.get(name)
     if p is None:
-        return 'unknown parameter %r' % name
+        return unknown(name)
     if configured and p.read_only:
         return '%s is read-only while the node runs (got %s); set it at start-up' \
             % (name, _show(value))
     if isinstance(value, tuple) or type(value).__name__ == 'array':
         value = list(value)
-    ok = value is not None and _typed(p.kind, value)
+    typed = ok = value is not None and _typed(p.kind, value)
     if ok and p.kind == 'float':
         ok = math.isfinite(value)
     if ok and p.choices:
@@ -183,7 +229,11 @@ def validate(name: str, value, configured: bool = False) -> Optional[str]:
         ok = p.check(value)
     if ok:
         return None
-    return '%s must be %s, got %s' % (name, p.words(), _show(value))
+    words = p.words() + (' (%s)' % p.detail() if p.detail else '')
+    given = _show(value)
+    if not typed and value is not None:
+        given += ' (%s)' % _kind_words(value)
+    return '%s must be %s, got %s' % (name, words, given)
 
 
 def coerce(name: str, value):
@@ -199,3 +249,34 @@ def coerce(name: str, value):
 def validate_all(values: Dict[str, Any]) -> List[str]:
     """Return the refusal sentences for a full set of start-up values (empty when all valid)."""
     return [r for r in (validate(n, v) for n, v in values.items()) if r]
+
+
+def _yaml_value(v) -> str:
+    if isinstance(v, bool):
+        return 'true' if v else 'false'
+    if isinstance(v, str):
+        return "'%s'" % v
+    if isinstance(v, list):
+        return '[' + ', '.join(_yaml_value(x) for x in v) + ']'
+    return repr(v)
+
+
+def config_yaml() -> str:
+    """Return ``config/streamdeq.yaml``: every parameter with its default, rule and meaning."""
+    lines = ['# Parameters of the streamdeq node (streamdeq_node): generated from '
+             'streamdeq_ros/ros/params.py',
+             '# (python -m streamdeq_ros.ros.params > config/streamdeq.yaml). Read-only '
+             'parameters (marked) need a',
+             '# restart; the others apply from the next frame. ROS 2 cannot carry an empty '
+             'list ([] arrives as',
+             "# 'not set'): input_size [0, 0] means the model's size.",
+             '/**:', '  ros__parameters:']
+    for p in PARAMS:
+        marker = ' (read-only)' if p.read_only else ''
+        lines.append('    # %s [%s]%s' % (p.description, p.words(), marker))
+        lines.append('    %s: %s' % (p.name, _yaml_value(p.default)))
+    return '\n'.join(lines) + '\n'
+
+
+if __name__ == '__main__':
+    print(config_yaml(), end='')
