@@ -32,7 +32,13 @@ def camera_topic(k: int) -> str:
     return '/streamdeq_bench_cameras/cam%d' % k
 
 
-def _publisher(n: int, width: int, height: int, rate: float, seconds: float) -> int:
+def _publisher(n: int, width: int, height: int, rate: float, seconds: float,
+               log: str = '') -> int:
+    """Publish ``rate`` Hz frames on ``n`` cameras for ``seconds``; ``log``: write the stamps.
+
+    The stamps sent (seconds, one per line) go to ``log`` when the publisher ends, so a bench
+    can count the frames sent in a window even when the publisher itself falls behind.
+    """
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
@@ -49,6 +55,7 @@ def _publisher(n: int, width: int, height: int, rate: float, seconds: float) -> 
             for k in range(n)]
     t0 = time.monotonic()
     tick = 0
+    sent = []
     try:
         while time.monotonic() - t0 < seconds and not stop.is_set():
             target = t0 + tick / rate
@@ -60,10 +67,14 @@ def _publisher(n: int, width: int, height: int, rate: float, seconds: float) -> 
                 msg = msgs[k][tick % 4]
                 msg.header.stamp = stamp
                 pub.publish(msg)
+            sent.append(stamp.sec + 1e-9 * stamp.nanosec)
             tick += 1
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+        if log:
+            with open(log, 'w') as fh:
+                fh.write(''.join('%.9f\n' % t for t in sent))
     return 0
 
 
@@ -183,4 +194,4 @@ def run(args) -> int:
 
 if __name__ == '__main__' and len(sys.argv) > 2 and sys.argv[1] == '--child':
     n, w, h, rate, secs = sys.argv[2:7]
-    sys.exit(_publisher(int(n), int(w), int(h), float(rate), float(secs)))
+    sys.exit(_publisher(int(n), int(w), int(h), float(rate), float(secs), *sys.argv[7:8]))

@@ -12,6 +12,7 @@ COMMANDS = (
     ('bench', 'node', 'bench_node', 'node latency over the same model in-process, per stage'),
     ('bench', 'cameras', 'bench_cameras', 'node frames/s with 1, 2, 4, ... cameras, batched'),
     ('bench', 'deadline', 'bench_deadline', 'reactive vs predictive deadline under changing load'),
+    ('bench', 'contention', 'bench_contention', 'the node beside busy processes, per threads'),
     ('bench', 'cudagraph', 'bench_cudagraph', 'the fixed-M loop from a CUDA graph vs eager'),
     ('bench', 'train', 'bench_train', 'training images/s and memory with 1, 2, ... processes'),
     (None, 'train', 'train', 'train IL/UR/SUR models (segmentation, detection, pose)'),

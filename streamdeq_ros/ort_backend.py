@@ -89,15 +89,33 @@ class OrtNet:
             raise ValueError('%s (export again with streamdeq export)' % problem)
         with open(os.path.join(directory, 'card.json')) as fh:
             info = json.load(fh)
-        graphs = {g: _session(os.path.join(directory, path), threads)
-                  for g, path in info['graphs'].items()}
         self.torch_net = net
         self.info = info
-        self.backbone = OrtBackbone(net.backbone, graphs['inject'], graphs['f'], info['state'])
+        self.directory = directory
+        #: thread count -> that many threads' sessions of every graph (made when first used)
+        self.sessions = {}
+        self.threads = -1
+        self.backbone = OrtBackbone(net.backbone, None, None, info['state'])
+        self.set_threads(threads)
+        self.providers = self.backbone.f_sess.get_providers()
+
+    def set_threads(self, threads: int):
+        """Run with sessions of ``threads`` intra-op threads (0: onnxruntime's default).
+
+        onnxruntime fixes a session's pool when it is made, so each count has its own
+        sessions, made the first time the count is asked for and kept.
+        """
+        if threads == self.threads:
+            return
+        if threads not in self.sessions:
+            self.sessions[threads] = {g: _session(os.path.join(self.directory, path), threads)
+                                      for g, path in self.info['graphs'].items()}
+        graphs = self.sessions[threads]
+        self.backbone.inject_sess, self.backbone.f_sess = graphs['inject'], graphs['f']
         #: per heads graph: (session, its outputs, its input names)
         self.heads_graphs = {g: (graphs[g], outs, [i.name for i in graphs[g].get_inputs()])
-                             for g, outs in info['heads_graphs'].items()}
-        self.providers = graphs['f'].get_providers()
+                             for g, outs in self.info['heads_graphs'].items()}
+        self.threads = threads
 
     def __getattr__(self, name):
         # the rest is the torch network's: metadata (cfg, heads, det_classes, person_label,

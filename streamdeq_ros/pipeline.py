@@ -202,6 +202,19 @@ class FramePipeline:
             raise ValueError('the model gives non-finite %s on a plain grey %dx%d frame: its '
                              'weights are unusable' % (' and '.join(bad), w, h))
 
+    def set_threads(self, threads: int):
+        """Compute with ``threads`` intra-op threads from the calling thread on.
+
+        torch's count is per calling thread (OpenMP); an onnxruntime network switches to
+        sessions of that many threads. The deadline planner keeps its costs per count.
+        """
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        setter = getattr(self.net, 'set_threads', None)
+        if setter is not None:
+            setter(threads)
+        self.planner.use_threads(threads)
+
     @staticmethod
     def solver_batches(solver: str) -> bool:
         """Return whether frames of several cameras can share one solve with ``solver``."""

@@ -20,7 +20,7 @@ each session ends exactly where its own :meth:`StreamSession.step` would have.
 from dataclasses import dataclass, field
 import math
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.nn.utils import parametrize
@@ -113,19 +113,30 @@ class CostEstimate:
 class DeadlinePlanner:
     """Online costs for the ``predictive`` deadline rule, shared by the streams of one model.
 
-    One iteration's cost is estimated per batch size (it grows with the batch); the cost of a
-    frame's outputs after its solve (heads, masks, messages, publishing) is reported by whoever
-    finishes the frame with :meth:`observe_outputs`.
+    One iteration's cost is estimated per batch size (it grows with the batch) and per solver
+    thread count (:meth:`use_threads`: a count chosen under load has costs of its own); the
+    cost of a frame's outputs after its solve (heads, masks, messages, publishing) is reported
+    by whoever finishes the frame with :meth:`observe_outputs`.
     """
 
     def __init__(self):
         """Start with no costs known (the first frame runs its full M)."""
-        self.iteration: Dict[int, CostEstimate] = {}
-        self.outputs = CostEstimate()
+        self.threads = 0
+        self.iteration: Dict[Tuple[int, int], CostEstimate] = {}
+        self.outputs_by: Dict[int, CostEstimate] = {}
+
+    def use_threads(self, threads: int):
+        """Estimate and predict with the costs measured at ``threads`` solver threads."""
+        self.threads = int(threads)
+
+    @property
+    def outputs(self) -> CostEstimate:
+        """Return the outputs' cost estimate at the current thread count."""
+        return self.outputs_by.setdefault(self.threads, CostEstimate())
 
     def observe_iteration(self, batch: int, ms: float):
         """Take the time of one iteration of a batch of ``batch`` streams."""
-        self.iteration.setdefault(int(batch), CostEstimate()).add(ms)
+        self.iteration.setdefault((self.threads, int(batch)), CostEstimate()).add(ms)
 
     def observe_outputs(self, ms: float):
         """Take the time from the end of a frame's solve to its last output."""
@@ -133,7 +144,7 @@ class DeadlinePlanner:
 
     def another_fits(self, batch: int, elapsed_ms: float, deadline_ms: float) -> bool:
         """Return whether one more iteration and the outputs fit in the time left."""
-        est = self.iteration.get(int(batch))
+        est = self.iteration.get((self.threads, int(batch)))
         one = est.ms if est is not None else 0.0
         return elapsed_ms + one + self.outputs.ms <= deadline_ms
 

@@ -37,6 +37,7 @@ from ..monitor import StreamMonitor
 from ..ort_backend import ort_net
 from ..pipeline import FrameOutput, FramePipeline
 from ..stream import IterationBudget, NonFiniteStateError
+from ..threads import CpuMeter, ThreadPolicy
 from ..tracking import IoUTracker
 
 #: per head: (publisher key, message type, topic under ~/[partial/][camera/])
@@ -114,6 +115,7 @@ class _Job:
         self.queued = 0.0
         self.published: List[str] = []  # keys of the partial outputs published
         self.deadline = (0.0, '')       # deadline_ms and deadline_rule the frame was solved with
+        self.threads = 0                # the solver threads it was solved with
 
     def partial(self, out: FrameOutput) -> '_Job':
         """Return the job that publishes a partial result of this frame."""
@@ -138,12 +140,9 @@ class StreamDEQNode(LifecycleNode):
             raise StartupError(refused)
         self.cfg = {n: P.coerce(n, v) for n, v in values.items()}
         self.add_on_set_parameters_callback(self._on_set)
-        # threads 0: while frames wait, one per core but one, which the output thread and DDS
-        # need (on 2 cores the solver with 2 threads beside them ran 4 cameras at 38 frames/s,
-        # with 1 at 74); while none wait, one per core
-        self.all_threads = torch.get_num_threads()
-        self.default_threads = max(1, self.all_threads - 1)
-        self.solver_threads = self.default_threads
+        # threads 0: measured and chosen per load (streamdeq_ros/threads.py); N: exactly N
+        self.policy = ThreadPolicy(P.usable_cores(), self.cfg['threads'])
+        self.meter = CpuMeter()
         # Only the worker thread computes with several threads. An OpenMP pool on this thread
         # too (it loads the model) makes two pools on the cores, and then OpenMP stops spinning
         # between parallel regions: on 2 cores the worker's model ran 2x slower (issue #12).
@@ -193,6 +192,7 @@ class StreamDEQNode(LifecycleNode):
                         cam.session.solver = new['solver']
                     if cam.cut is not None:
                         cam.cut.threshold = new['cut_threshold']
+            self.policy.set_fixed(new['threads'])
         return SetParametersResult(successful=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -210,7 +210,7 @@ class StreamDEQNode(LifecycleNode):
             size = self.cfg['input_size']
             size = None if size == P.MODEL_SIZE else tuple(size)
             if self.cfg['backend'] == 'onnxruntime':
-                net, card = ort_net(path, size, self.cfg['threads'])
+                net, card = ort_net(path, size, self.policy.threads)
                 dev = 'onnxruntime (%s)' % ', '.join(net.providers)
             else:
                 net, card = load_net(path, dev)
@@ -402,18 +402,16 @@ class StreamDEQNode(LifecycleNode):
                 # and publishes while the worker solves on the other cores; otherwise the
                 # worker spends every core on the frame and computes its mask itself.
                 busy = len(taken) > 1 or any(c.pending is not None for c in self.cams)
-            threads = cfg['threads'] or (self.default_threads if busy else self.all_threads)
-            if torch.get_num_threads() != threads:
-                # between frames, on the solving thread (OpenMP's thread count is per thread)
-                torch.set_num_threads(threads)
-            self.solver_threads = threads
+            threads = self.policy.threads
+            # between frames, on the solving thread (OpenMP's thread count is per thread)
+            self.pipeline.set_threads(threads)
             try:
                 for cam, _, reset, _ in taken:
                     if reset:           # here, between frames, never in the middle of one
                         cam.session.reset()
                         cam.tracker.reset()
                         cam.cut.reset()
-                self._process(taken, cfg, busy)
+                self._process(taken, cfg, busy, threads)
             except Exception as exc:    # noqa: B902 - a frame must never take the node down
                 if not self.running or not self.context.ok():
                     return              # shutting down: the frame in flight is not an error
@@ -486,10 +484,12 @@ class StreamDEQNode(LifecycleNode):
             times[name] = times.get(name, 0.0) + dt * 1e3
         return [stage + k for k, _ in msgs]
 
-    def _process(self, taken, cfg, busy: bool):
+    def _process(self, taken, cfg, busy: bool, threads: int):
         """Convert, solve and read the heads of a batch; queue the outputs for publishing.
 
         The class masks are left to the output thread when ``busy`` or when no one wants one.
+        The batch's cost per camera (prepare, heads and one iteration) goes to the thread
+        policy.
         """
         t0 = time.perf_counter()
         limit = cfg['max_input_pixels']
@@ -548,7 +548,15 @@ class StreamDEQNode(LifecycleNode):
             job.result, job.out = res
             job.stages.update(job.out.stages_ms)
             job.batch = len(jobs)
+            job.threads = threads
             self._queue(job)
+        done = [r for r in results if not isinstance(r, NonFiniteStateError)]
+        if done:
+            result, out = done[0]
+            ms = out.stages_ms.get
+            # the worker's cost of a one-iteration frame of this batch, per camera
+            one = (ms('prepare', 0.0) + ms('heads', 0.0) + ms('solve', 0.0) / max(1, result.iters))
+            self.policy.observe(threads, one / len(jobs), self.meter.available(time.monotonic()))
 
     def _queue(self, job: '_Job'):
         job.queued = time.perf_counter()
@@ -603,7 +611,7 @@ class StreamDEQNode(LifecycleNode):
             'partials': [p.iteration for p in result.partials],
             'detections': None if out.detections is None else len(out.detections.ids),
             'persons': None if out.persons is None else len(out.persons.ids),
-            'batch': job.batch, 'published': published,
+            'batch': job.batch, 'threads': job.threads, 'published': published,
             'stages_ms': {k: round(v, 3) for k, v in job.stages.items()}})))
 
     def _on_reset(self, request, response):
@@ -633,6 +641,7 @@ class StreamDEQNode(LifecycleNode):
                      (cam.received, cam.processed, cam.skipped, cam.rejected),
                      (cam.over_deadline, cam.over_deadline_at_one))
                     for cam in self.cams]
+            threads = self.policy.summary()
             warnings = [cam.monitor.warnings(now, cfg['stale_after_s'])
                         if self.active and cam.monitor is not None else [] for cam in self.cams]
         for (cam, mon, s, (received, processed, skipped, rejected), over), warn in zip(
@@ -648,7 +657,9 @@ class StreamDEQNode(LifecycleNode):
                       'cut_resets': s.cut_resets if s else 0,
                       'over_deadline': over[0], 'over_deadline_at_one_iteration': over[1],
                       'iters': cfg['iters'], 'partial': self._partial_state(cfg),
-                      'threads': self.solver_threads, 'active': self.active}
+                      'active': self.active}
+            values.update({'threads' if k == 'threads' else 'threads_' + k: v
+                           for k, v in threads.items()})
             if mon is not None:
                 p50, p95 = mon.latency_ms(now, 50), mon.latency_ms(now, 95)
                 values.update(
