@@ -4,7 +4,10 @@ Starts ``streamdeq_node`` (bundled model: segmentation, detection and pose) and
 ``streamdeq_video_source`` (by default generated street clips, a hard cut every 60 frames; or
 ``--source`` a video file or frame folder) as separate processes talking over DDS, subscribes to
 the node's overlay (mask, boxes, skeletons) and status, switches ``iters`` through the parameter
-service (what ``ros2 param set /streamdeq iters N`` does) part-way, and writes to ``--out``:
+service (what ``ros2 param set /streamdeq iters N`` does) part-way, and stops when the node
+has answered ``--frames`` frames, so a busy computer makes the demo take longer, not answer
+fewer frames (the source plays at ``--fps`` until then, and the summary counts the frames it
+published and the node answered). It writes to ``--out``:
 ``overlay.mp4``, ``frames.csv`` (per answered frame: iterations, residual, latency, detections,
 persons), ``latency_iters.png``, and prints a short summary.
 """
@@ -26,7 +29,8 @@ TOPIC = '/streamdeq_demo/image'
 
 def add_arguments(p):
     """Add the demo's options."""
-    p.add_argument('--frames', type=int, default=120, help='frames the source publishes')
+    p.add_argument('--frames', type=int, default=120,
+                   help='frames the node answers before the demo ends')
     p.add_argument('--fps', type=float, default=10.0, help='source frame rate')
     p.add_argument('--iters', type=int, default=4, help='iterations per frame at the start')
     p.add_argument('--switch-to', type=int, default=1, help='iterations after the switch')
@@ -47,6 +51,7 @@ def run(args) -> int:
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
+    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
@@ -61,9 +66,11 @@ def run(args) -> int:
     source = None
     rclpy.init()
     client = Node('streamdeq_demo')
-    status, overlays = [], {}
+    status, overlays, published = [], {}, set()
     client.create_subscription(String, '/streamdeq/status',
                                lambda m: status.append(json.loads(m.data)), 100)
+    client.create_subscription(Image, TOPIC, lambda m: published.add(
+        (m.header.stamp.sec, m.header.stamp.nanosec)), qos_profile_sensor_data)
     client.create_subscription(
         Image, '/streamdeq/overlay',
         lambda m: overlays.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec),
@@ -77,8 +84,7 @@ def run(args) -> int:
         source = subprocess.Popen([executable('streamdeq_video_source'), '--ros-args',
                                    '-p', 'source:=%s' % args.source,
                                    '-p', 'fps:=%.3f' % args.fps,
-                                   '-p', 'max_frames:=%d' % args.frames,
-                                   '-p', 'wait_for_subscribers:=1',
+                                   '-p', 'wait_for_subscribers:=2',
                                    '-r', 'image:=' + TOPIC])
         deadline = time.monotonic() + args.timeout
         last_new, seen = time.monotonic(), 0
@@ -95,6 +101,8 @@ def run(args) -> int:
                 switched_after = len(status)
                 print('switched iters %d -> %d after %d frames'
                       % (args.iters, args.switch_to, switched_after))
+            if len(status) >= args.frames:
+                break
             if source.poll() is not None and time.monotonic() - last_new > 3.0:
                 break
     finally:
@@ -108,7 +116,7 @@ def run(args) -> int:
     if not status:
         print('streamdeq demo: no frame was answered', file=sys.stderr)
         return 1
-    _write(args, status, overlays, switched_after)
+    _write(args, status[:args.frames], overlays, switched_after, len(published))
     return 0 if node_rc == 0 else 1
 
 
@@ -116,7 +124,7 @@ def _count(value) -> str:
     return '' if value is None else str(value)
 
 
-def _write(args, status, overlays, switched_after):
+def _write(args, status, overlays, switched_after, published: int):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -153,7 +161,8 @@ def _write(args, status, overlays, switched_after):
     plot = os.path.join(args.out, 'latency_iters.png')
     fig.savefig(plot, dpi=100)
     plt.close(fig)
-    print('answered %d of %d frames; overlay frames %d' % (len(status), args.frames, len(keys)))
+    print('answered %d frames of %d the source published; overlay frames %d'
+          % (len(status), max(published, len(status)), len(keys)))
     for m in sorted({s['iters'] for s in status}):
         lat = [s['latency_ms'] for s in status if s['iters'] == m]
         res = [s['final_residual'] for s in status if s['iters'] == m]

@@ -173,4 +173,4 @@ class ThreadPolicy:
                 'switches': self.switches, 'cap': self.cap,
                 'cores_available': None if self.available is None else round(self.available, 2),
                 'ms_per_frame': {n: round(math.exp(v), 3)
-                                     for n, v in sorted(self.log_cost.items())}}
+                                 for n, v in sorted(self.log_cost.items())}}

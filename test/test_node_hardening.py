@@ -189,6 +189,7 @@ def _values(st):
 
 def test_frames_lost_before_the_node_are_reported(ros):
     client, pub, got, _ = ros
+    send_until_answered(client, pub, got, _frame(390))       # connected (a 10 s pause before)
     period = 0.5                                             # a 2 Hz camera
     _stream(client, pub, got, [400 + k * period for k in range(8)], period)
     _, _, before = _diag(client, got)
@@ -202,15 +203,20 @@ def test_frames_lost_before_the_node_are_reported(ros):
 
 def test_a_bad_stamp_or_a_rejected_frame_warns_only_while_recent(ros):
     client, pub, got, _ = ros
-    period = 0.25
+    period = 0.4
     stamps = [800 + k * period for k in range(1000)]
-    stamps[8] += 3600                                        # one frame stamped an hour ahead
-    stamps[4] = 0.0                                          # and one stamped zero
+    # frames stamped an hour ahead, and stamped zero: a few of each, so that one arrives even
+    # when a busy machine lets a newer frame replace one in the subscription's queue
+    for k in (8, 14, 20):
+        stamps[k] += 3600
+    for k in (4, 11, 17):
+        stamps[k] = 0.0
     _, _, before = _diag(client, got)
-    level, message, values = _stream(client, pub, got, stamps, period, lambda st: 'bad header '
-                                     'stamp' in st.message, timeout=20)
-    assert level == DiagnosticStatus.WARN and int(values['stamp_faults']) >= 2
-    assert int(values['zero_stamps']) == int(before['zero_stamps']) + 1
+    level, message, values = _stream(
+        client, pub, got, stamps, period, lambda st: 'bad header stamp' in st.message
+        and int(_values(st)['stamp_faults']) >= int(before['stamp_faults']) + 2, timeout=30)
+    assert level == DiagnosticStatus.WARN
+    assert int(values['zero_stamps']) > int(before['zero_stamps'])
     assert values['lost_before_node'] == before['lost_before_node']   # not 14400 lost
     ok = _stream(client, pub, got, stamps[20:], period,
                  lambda st: st.level == DiagnosticStatus.OK, timeout=40)

@@ -83,3 +83,10 @@ def test_read_only_parameters_cannot_change_while_running():
 def test_every_refusal_of_a_start_up_set_is_listed():
     values = dict(defaults(), iters=0, tol=float('nan'), cameras=None)
     assert [r.split(' ')[0] for r in validate_all(values)] == ['cameras', 'iters', 'tol']
+
+
+def test_the_readme_parameter_table_is_the_table():
+    from streamdeq_ros.ros.params import markdown_table
+    with open(os.path.join(os.path.dirname(CONFIG), '..', 'README.md')) as fh:
+        assert markdown_table() in fh.read(), 'regenerate: python -m streamdeq_ros.ros.params ' \
+            '--markdown'

@@ -278,5 +278,16 @@ def config_yaml() -> str:
     return '\n'.join(lines) + '\n'
 
 
+def markdown_table() -> str:
+    """Return the README's parameter table (the same words as the yaml and the descriptors)."""
+    rows = ['| parameter | default | allowed | change applies | |', '|---|---|---|---|---|']
+    for p in PARAMS:
+        rows.append('| `%s` | `%s` | %s | %s | %s |' % (
+            p.name, _yaml_value(p.default), p.words(),
+            'restart (or before configure)' if p.read_only else 'next frame', p.description))
+    return '\n'.join(rows) + '\n'
+
+
 if __name__ == '__main__':
-    print(config_yaml(), end='')
+    import sys
+    print(markdown_table() if '--markdown' in sys.argv else config_yaml(), end='')
