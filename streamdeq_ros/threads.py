@@ -21,8 +21,9 @@ is dear: under that load a single frame at 2 threads took 0.1 to 1 s. So
 - one frame in ``every`` is solved at a neighbouring count on the ladder 1, 2, 4, ..., cores
   under the cap (the one below and the one above, in turn), so every estimate stays current;
   one in 3 x ``every`` when that neighbour is estimated more than 25 % dearer;
-- the count in use changes when a neighbour's estimate is at least ``margin`` cheaper, or at
-  once when the cap falls below it.
+- the count in use moves down to a neighbour estimated at least ``margin`` cheaper, up to one
+  estimated no more than ``margin`` dearer (near-equal costs settle on the count that uses the
+  room the cap allows), and at once below the cap when the cap falls.
 
 So the count follows a load that arrives or leaves within a few dozen frames, and at most one
 frame in ``every`` pays for the looking. A count the user sets (``threads: N``) is used as it
@@ -163,7 +164,10 @@ class ThreadPolicy:
             return
         self.turn += 1
         mine = self.log_cost.get(self.current)
-        if mine is None or self.log_cost[threads] < mine + self.margin:
+        # with room for it, more threads need only be no dearer than the margin; fewer must be
+        # cheaper by it (so near-equal costs settle on the count that uses the room)
+        bar = -self.margin if threads > self.current else self.margin
+        if mine is None or self.log_cost[threads] < mine + bar:
             self.current = threads
             self.switches += 1
 
