@@ -25,7 +25,7 @@ from std_srvs.srv import Trigger
 import torch
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from . import params as P
+from . import OMP_WAIT_POLICY, params as P
 from .image_conv import (compressed_to_rgb, fill_image, image_to_rgb, ImageError,
                          read_compressed, read_image)
 from .messages import detections_msg, keypoints_cloud, label_info
@@ -37,7 +37,7 @@ from ..monitor import StreamMonitor
 from ..ort_backend import ort_net
 from ..pipeline import FrameOutput, FramePipeline
 from ..stream import IterationBudget, NonFiniteStateError
-from ..threads import CpuMeter, ThreadPolicy
+from ..threads import CpuMeter, ThreadPolicy, WAIT_POLICY
 from ..tracking import IoUTracker
 
 #: per head: (publisher key, message type, topic under ~/[partial/][camera/])
@@ -141,7 +141,9 @@ class StreamDEQNode(LifecycleNode):
         self.cfg = {n: P.coerce(n, v) for n, v in values.items()}
         self.add_on_set_parameters_callback(self._on_set)
         # threads 0: measured and chosen per load (streamdeq_ros/threads.py); N: exactly N
-        self.policy = ThreadPolicy(P.usable_cores(), self.cfg['threads'])
+        # capped by the cores left only when OpenMP teams spin (OMP_WAIT_POLICY not PASSIVE)
+        self.policy = ThreadPolicy(P.usable_cores(), self.cfg['threads'],
+                                   capped=OMP_WAIT_POLICY.upper() != WAIT_POLICY)
         self.meter = CpuMeter()
         # Only the worker thread computes with several threads. An OpenMP pool on this thread
         # too (it loads the model) makes two pools on the cores, and then OpenMP stops spinning
@@ -660,6 +662,7 @@ class StreamDEQNode(LifecycleNode):
                       'active': self.active}
             values.update({'threads' if k == 'threads' else 'threads_' + k: v
                            for k, v in threads.items()})
+            values['omp_wait_policy'] = OMP_WAIT_POLICY
             if mon is not None:
                 p50, p95 = mon.latency_ms(now, 50), mon.latency_ms(now, 95)
                 values.update(
