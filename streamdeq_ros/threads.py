@@ -40,20 +40,9 @@ from typing import Deque, Dict, List, Optional, Tuple
 ROUND_UP = 0.7
 #: a neighbour estimated dearer than this (log ratio: 25 %) is looked at 3x less often
 FAR = math.log(1.25)
-#: the OpenMP wait policy the node's process gets unless its environment names one
+#: the OpenMP wait policy under which a team costs what it measures (no spinning): the
+#: policy then runs uncapped
 WAIT_POLICY = 'PASSIVE'
-
-
-def prefer_passive_wait(environ=os.environ) -> str:
-    """Set ``OMP_WAIT_POLICY`` to PASSIVE unless it is set; return the policy in effect.
-
-    Must run before torch is imported (libgomp reads it when it loads). A team thread that
-    waits at a barrier then sleeps instead of spinning, so while a team member is descheduled
-    for another process the others give their cores back instead of burning the node's share
-    (README "A busy computer": 2 threads beside 2 busy processes, 130 ms per frame spinning,
-    44 ms passive; idle, the same speed with a third less CPU).
-    """
-    return environ.setdefault('OMP_WAIT_POLICY', WAIT_POLICY).upper()
 
 
 def ladder(cores: int) -> List[int]:
