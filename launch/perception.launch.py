@@ -35,7 +35,9 @@ NODE_ARGUMENTS = [
     ('input_transport', 'raw or compressed'),
     ('iters', 'solver iterations per frame'),
     ('device', 'auto, cpu, cuda or cuda:N'),
-    ('checkpoint', 'the model: a bundled name, a checkpoint file or a model folder'),
+    ('checkpoint', 'the model: a bundled name, a checkpoint file, a model folder (e.g. one '
+                   'written by streamdeq import-official) or official:FILE[:small|large|xl]'),
+    ('input_size', "network input '[height, width]' (multiples of 32; [0, 0]: the model's)"),
 ]
 
 

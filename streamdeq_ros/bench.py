@@ -61,7 +61,8 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     if checkpoint:
-        net, card = load_net(checkpoint)
+        from .models import resolve_checkpoint
+        net, card = load_net(resolve_checkpoint(checkpoint))
         model, cfg, config = net.backbone, net.cfg, net.cfg.name
         clip = street.StreetClip(derive_seed(seed, 'val', 0), height, width)
         seq = [net.normalize(torch.from_numpy(clip[t][0]).permute(2, 0, 1)[None])

@@ -91,9 +91,10 @@ def add_arguments(parser):
 
 def run(args) -> int:
     """Entry point for the parsed arguments."""
-    from .models import bundled_checkpoint
+    from .models import bundled_checkpoint, resolve_checkpoint
     try:
-        out = bench_heads(args.checkpoint or bundled_checkpoint('multi_tiny_sur'), args.iters,
+        out = bench_heads(resolve_checkpoint(args.checkpoint) if args.checkpoint
+                          else bundled_checkpoint('multi_tiny_sur'), args.iters,
                           args.repeats, args.threads, args.seed, args.height, args.width)
     except ValueError as exc:
         raise SystemExit('streamdeq bench heads: %s' % exc)

@@ -20,6 +20,8 @@ COMMANDS = (
     (None, 'eval', 'evaluate', "the paper's streaming evaluation (metric vs offset)"),
     (None, 'eval-cuts', 'eval_cuts', 'accuracy after a hard cut: warm, oracle reset, detector'),
     (None, 'export', 'export', 'the network as ONNX graphs (inject, f, heads)'),
+    (None, 'import-official', 'import_official',
+     'an official MDEQ Cityscapes checkpoint as a model folder'),
     (None, 'demo', 'demo', 'node + video source as processes, iters switched live'),
 )
 

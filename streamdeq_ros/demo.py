@@ -41,6 +41,9 @@ def add_arguments(p):
                         'model was trained on) or a video file or image folder')
     p.add_argument('--checkpoint', default='',
                    help="the node's model checkpoint ('': the bundled default, multi_192_sur)")
+    p.add_argument('--input-size', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                   help="the node's network input (default: the model's; an official "
+                        'Cityscapes import is 1024x2048, e.g. 512 1024 on a CPU)')
     p.add_argument('--out', default='streamdeq_demo', help='output directory')
     p.add_argument('--timeout', type=float, default=300.0, help='give up after this many s')
 
@@ -62,7 +65,9 @@ def run(args) -> int:
     node = subprocess.Popen([executable('streamdeq_node'), '--ros-args', '-p',
                              'cameras:=[%s]' % TOPIC, '-p', 'iters:=%d' % args.iters]
                             + (['-p', 'checkpoint:=%s' % args.checkpoint]
-                               if args.checkpoint else []))
+                               if args.checkpoint else [])
+                            + (['-p', 'input_size:=[%d,%d]' % tuple(args.input_size)]
+                               if args.input_size else []))
     source = None
     rclpy.init()
     client = Node('streamdeq_demo')

@@ -33,7 +33,7 @@ from .data.clips import LabelledClip, street_clips
 from .evaluate import _scorers, _tasks, score_state
 from .metrics import METRIC_NAMES
 from .model.checkpoint import CheckpointError, load_net
-from .models import bundled_checkpoint
+from .models import resolve_checkpoint
 from .stream import StreamSession
 
 RULES = ('warm', 'oracle', 'detector')
@@ -93,7 +93,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        net, card = load_net(args.checkpoint or bundled_checkpoint(), 'cpu')
+        net, card = load_net(resolve_checkpoint(args.checkpoint), 'cpu')
     except CheckpointError as exc:
         raise SystemExit('streamdeq eval-cuts: %s' % exc)
     h = args.height or card['input']['height']
@@ -137,7 +137,7 @@ def run(args) -> int:
     footage = {os.path.basename(path): footage_firings(path, sweep) for path in args.footage}
     os.makedirs(args.out, exist_ok=True)
     result = {'command': 'streamdeq eval-cuts ' + ' '.join(shlex.quote(a) for a in args.argv),
-              'checkpoint': args.checkpoint or bundled_checkpoint(), 'height': h, 'width': w,
+              'checkpoint': resolve_checkpoint(args.checkpoint), 'height': h, 'width': w,
               'clips': args.clips, 'cut': args.cut, 'after': args.after,
               'threshold': args.threshold, 'curves': curves, 'detector': rates,
               'footage': footage}

@@ -231,9 +231,15 @@ def parse_model_spec(spec: str):
         raise ValueError('--model needs NAME=PATH[:SOLVER[:N]], got %r' % spec)
     name, rest = spec.split('=', 1)
     parts = rest.split(':')
-    path = parts[0]
+    # official:FILE[:CONFIG] is one checkpoint name: it runs up to the solver
+    cut = next((i for i in range(2, len(parts)) if parts[i] in ('unroll', 'broyden', '')),
+               len(parts)) if parts[0] == 'official' else 1
+    path, parts = ':'.join(parts[:cut]), [None] + parts[cut:]
     solver = parts[1] if len(parts) > 1 and parts[1] else None
-    n = int(parts[2]) if len(parts) > 2 and parts[2] else None
+    try:
+        n = int(parts[2]) if len(parts) > 2 and parts[2] else None
+    except ValueError:
+        raise ValueError('N in --model %r must be an integer, got %r' % (spec, parts[2])) from None
     if solver is not None and solver not in ('unroll', 'broyden'):
         raise ValueError('solver in --model %r must be unroll or broyden' % spec)
     if not name or not path:
@@ -310,6 +316,7 @@ def run(args) -> int:
 def _run(args, d: distributed.Dist) -> int:
     import shlex
     from .model.checkpoint import CheckpointError, load_net
+    from .models import resolve_checkpoint
     if d.world > 1:
         args.device = str(d.device)
     if args.threads:
@@ -324,7 +331,7 @@ def _run(args, d: distributed.Dist) -> int:
     nets = {}
     for name, path, solver, n in specs:
         try:
-            net, card = load_net(path, args.device)
+            net, card = load_net(resolve_checkpoint(path), args.device)
         except CheckpointError as exc:
             raise SystemExit('streamdeq eval: %s' % exc)
         if 'segmentation' not in net.heads:

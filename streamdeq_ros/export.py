@@ -23,7 +23,6 @@ size and sha256 of every graph file (``files``: a reader checks them before trus
 directory) and the versions used. The exporter's known warnings about traced constants (the
 detector's and pose head's Python-side shapes, opset details) are silenced; others show.
 """
-import hashlib
 import json
 import os
 import sys
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model.checkpoint import load_net
+from .model.checkpoint import file_sha256, load_net
 from .model.heads.common import finest_features
 from .model.heads.pose import decode_heatmaps
 
@@ -133,15 +132,6 @@ def _example(net, h: int, w: int):
         frames.append(xt)
         states.append(session.state)
     return torch.cat(frames), [torch.cat(ts) for ts in zip(*states)]
-
-
-def file_sha256(path: str) -> str:
-    """Return the sha256 of a file, read in 1 MB blocks."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as fh:
-        for block in iter(lambda: fh.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def graph_files(directory: str, names: Sequence[str]) -> Dict[str, dict]:

@@ -22,8 +22,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from .export import export_onnx, file_sha256, FORMAT, graph_files, output_names
-from .model.checkpoint import load_net
+from .export import export_onnx, FORMAT, graph_files, output_names
+from .model.checkpoint import file_sha256, load_net
 from .model.network import Perception
 
 PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
@@ -213,9 +213,8 @@ def _remove_stale_exports(root: str):
 
 def cache_dir() -> str:
     """Return where exported graphs are cached (``$STREAMDEQ_CACHE`` or ~/.cache)."""
-    root = os.environ.get('STREAMDEQ_CACHE') or os.path.join(
-        os.path.expanduser('~'), '.cache', 'streamdeq_ros')
-    return os.path.join(root, 'onnx')
+    from .models import cache_root
+    return os.path.join(cache_root(), 'onnx')
 
 
 def ort_net(checkpoint: str, input_size=None, threads: int = 0):

@@ -159,7 +159,9 @@ class FramePipeline:
             raise ValueError('input_size must be positive multiples of %d, got %dx%d'
                              % (stride, w, h))
         self.input_size = (int(h), int(w))
-        self.solver = solver or card.get('inference', {}).get('solver', 'unroll')
+        #: the solver the model card names (the node's ``solver: ''``)
+        self.card_solver = card.get('inference', {}).get('solver', 'unroll')
+        self.solver = solver or self.card_solver
         self.budget = budget or IterationBudget()
         #: costs of the predictive deadline rule, shared by every session of this network
         self.planner = DeadlinePlanner()

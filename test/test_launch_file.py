@@ -67,6 +67,9 @@ def test_each_given_argument_wins_and_only_it(tmp_path):
                            'checkpoint': 'multi_tiny_sur'}
     assert plan({'cameras': '/a, /b'}).overrides['cameras'] == ['/a', '/b']
     assert plan({'iters': '3.0'}).overrides['iters'] == 3.0      # the node refuses it by type
+    p = plan({'checkpoint': 'official:/w/MDEQ_Small_Seg.pkl:small', 'input_size': '[512, 1024]'})
+    assert p.overrides['checkpoint'] == 'official:/w/MDEQ_Small_Seg.pkl:small'
+    assert p.overrides['input_size'] == [512, 1024]
 
 
 def test_the_video_source_runs_only_when_no_camera_is_named(tmp_path):

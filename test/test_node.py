@@ -97,7 +97,7 @@ def test_iters_changes_live_and_invalid_values_are_refused(ros):
     assert not bad.successful and bad.reason == 'iters must be an integer from 1 to 100, got 0'
     bad = set_('solver', 'newton')
     assert not bad.successful and \
-        bad.reason == "solver must be one of 'unroll', 'broyden', got 'newton'"
+        bad.reason == "solver must be one of '', 'unroll', 'broyden', got 'newton'"
     ro = set_('checkpoint', 'other.pt')
     assert not ro.successful and 'read-only' in ro.reason
     assert send_until_answered(client, pub, got, _frame(6, 201))['iters'] == 1

@@ -36,7 +36,7 @@ def test_defaults_are_valid():
     ('iters', 3.0, 'iters must be an integer from 1 to 100, got 3.0 (a float)'),
     ('iters', True, 'iters must be an integer from 1 to 100, got true (a boolean)'),
     ('iters', '3', "iters must be an integer from 1 to 100, got '3' (a string)"),
-    ('solver', 'newton', "solver must be one of 'unroll', 'broyden', got 'newton'"),
+    ('solver', 'newton', "solver must be one of '', 'unroll', 'broyden', got 'newton'"),
     ('tol', float('nan'), 'tol must be a number from 0 to 1, got nan'),
     ('deadline_ms', -1.0, 'deadline_ms must be a number from 0 to 10000, got -1.0'),
     ('mask_resolution', 'camera', "mask_resolution must be one of 'input', 'network', got "

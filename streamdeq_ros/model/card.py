@@ -166,3 +166,31 @@ def card_problems(card: Any) -> List[str]:
         out.append("inference 'solver' must be one of %s, got %s"
                    % (', '.join(repr(s) for s in SOLVERS), _show(inference['solver'])))
     return out
+
+
+def trained_on(card: Mapping) -> str:
+    """Return what the card says its weights were trained on, in a few words."""
+    if isinstance(card.get('trained_on'), str):
+        return card['trained_on']
+    training = card.get('training')
+    data = training.get('data') if isinstance(training, Mapping) else None
+    if data == 'street':
+        return 'generated streets only (for the demo and tests, not for real cameras)'
+    return str(data) if data else 'not stated in its card'
+
+
+def describe(card: Mapping, input_size=None) -> str:
+    """Return one line naming the model, its training data, its classes and its input size."""
+    heads = card.get('heads') or {}
+    parts = []
+    for head, (count, names) in HEAD_COUNTS.items():
+        spec = heads.get(head)
+        if isinstance(spec, Mapping):
+            listed = spec.get(names) or []
+            shown = ', '.join(listed[:6]) + (', ...' if len(listed) > 6 else '')
+            parts.append('%s %s %s%s' % (head, spec.get(count), 'joints' if head == 'pose'
+                                         else 'classes', ' (%s)' % shown if shown else ''))
+    inp = card.get('input') or {}
+    h, w = input_size or (inp.get('height'), inp.get('width'))
+    return 'model %s, trained on %s: %s; input %sx%s' % (
+        card.get('name', 'unnamed'), trained_on(card), '; '.join(parts), w, h)

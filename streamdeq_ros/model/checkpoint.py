@@ -6,6 +6,7 @@ tensors, numbers, strings, lists and dicts are stored, so loading never unpickle
 says what the weights are: the MDEQ config, the heads and their classes, the input size and
 normalisation, the training variant and command, the data seed and the measured metrics.
 """
+import hashlib
 import json
 import os
 import pickle
@@ -37,6 +38,15 @@ def save_checkpoint(path: str, net: StreamDEQNet, card: Mapping,
     tmp = path + '.tmp'
     torch.save(blob, tmp)
     os.replace(tmp, path)
+
+
+def file_sha256(path: str) -> str:
+    """Return the sha256 of a file, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as fh:
+        for block in iter(lambda: fh.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
 
 
 def clause(text: str, limit: int = 300) -> str:

@@ -143,6 +143,11 @@ CONFIGS = {
     # The official Cityscapes segmentation MDEQ-Small (seg_mdeq_SMALL.yaml as of the released
     # pretrained models: expansion 5, dropout 0.05, F_THRES 27, B_THRES 30, 3 layers).
     'small': MDEQConfig(name='small'),
+    # seg_mdeq_LARGE.yaml and seg_mdeq_XL.yaml of the same release
+    'large': MDEQConfig(num_channels=(80, 160, 320, 640), expansion=5, dropout=0.03,
+                        f_thres=26, b_thres=26, num_layers=3, name='large'),
+    'xl': MDEQConfig(num_channels=(88, 176, 352, 704), expansion=6, dropout=0.04,
+                     f_thres=26, b_thres=26, num_layers=3, name='xl'),
     # Sized for CPU training and tests on two cores.
     # (f_thres 26 and num_layers 4: the values its bundled models were trained with)
     'tiny': MDEQConfig(num_channels=(8, 16, 32, 64), expansion=2, num_groups=4,
@@ -151,7 +156,7 @@ CONFIGS = {
 
 
 def get_config(name: str) -> MDEQConfig:
-    """Return a named config (``tiny`` or ``small``)."""
+    """Return a named config (``tiny``, ``small``, ``large`` or ``xl``)."""
     try:
         return CONFIGS[name]
     except KeyError:

@@ -73,7 +73,8 @@ def official_to_native(state_dict: Mapping[str, torch.Tensor]
     return out, dropped
 
 
-def _read(path: str) -> Mapping[str, torch.Tensor]:
+def read_official(path: str) -> Mapping[str, torch.Tensor]:
+    """Return the state dict of an official file (a training checkpoint's ``state_dict``)."""
     blob = load_safely(path, 'official checkpoint')
     if isinstance(blob, Mapping) and isinstance(blob.get('state_dict'), Mapping):
         blob = blob['state_dict']             # a training checkpoint around the weights
@@ -99,7 +100,7 @@ def load_official(path: str, config: Union[str, MDEQConfig] = 'small',
     Raises CheckpointError naming the first mismatched keys.
     """
     cfg = get_config(config) if isinstance(config, str) else config
-    native, dropped = official_to_native(_read(path))
+    native, dropped = official_to_native(read_official(path))
     head = {k[len(SEG_HEAD):]: v for k, v in native.items() if k.startswith(SEG_HEAD)}
     backbone = {k: v for k, v in native.items() if not k.startswith(SEG_HEAD)}
     heads = {}

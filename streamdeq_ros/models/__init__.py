@@ -20,12 +20,36 @@ def bundled_checkpoint(name: str = DEFAULT_MODEL) -> str:
     return path
 
 
-def resolve_checkpoint(name: str) -> str:
-    """Return the checkpoint path of ``name``.
+def cache_root() -> str:
+    """Return the cache of this package (``$STREAMDEQ_CACHE``, else ~/.cache/streamdeq_ros)."""
+    return os.environ.get('STREAMDEQ_CACHE') or os.path.join(
+        os.path.expanduser('~'), '.cache', 'streamdeq_ros')
 
-    '' is the bundled default; a bundled model's name gives its file; anything else is a path,
-    returned as given (it is checked when it is loaded).
+
+def resolve_checkpoint(name: str) -> str:
+    """Return the checkpoint file ``name`` means; the one resolver of the node and every tool.
+
+    - '' is the bundled default, a bundled model's name its file;
+    - a folder is its ``model.pt`` (a bundled model's or an imported one's);
+    - ``official:FILE[:small|large|xl|CONFIG.yaml]`` is an official MDEQ file, imported once
+      into ``<cache>/official`` (keyed by its sha256; :mod:`streamdeq_ros.models.official`);
+    - anything else is a file path, returned as given (checked when it is loaded).
+
+    CheckpointError (one sentence) for an official file that cannot be imported or a folder
+    without ``model.pt``.
     """
+    from ..model.checkpoint import CheckpointError
     if not name:
         return bundled_checkpoint()
-    return bundled_checkpoint(name) if name in bundled_models() else name
+    if name in bundled_models():
+        return bundled_checkpoint(name)
+    from .official import official_folder, PREFIX
+    if name.startswith(PREFIX):
+        return official_folder(name, os.path.join(cache_root(), 'official'))
+    if os.path.isdir(name):
+        path = os.path.join(name, 'model.pt')
+        if not os.path.isfile(path):
+            raise CheckpointError('checkpoint folder %r has no model.pt (a model folder holds '
+                                  'model.pt and model_card.json)' % name)
+        return path
+    return name

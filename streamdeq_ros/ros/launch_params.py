@@ -20,7 +20,8 @@ import yaml
 NODE_NAME = 'streamdeq'
 VIDEO_TOPIC = '/streamdeq_video_source/image'
 #: launch arguments that set node parameters when given, in the order they are declared
-OVERRIDES = ('cameras', 'image_topic', 'input_transport', 'iters', 'device', 'checkpoint')
+OVERRIDES = ('cameras', 'image_topic', 'input_transport', 'iters', 'device', 'checkpoint',
+             'input_size')
 
 
 class LaunchArgumentError(ValueError):
@@ -137,8 +138,9 @@ def plan(given: Dict[str, str], params_file: str = '', namespace: str = '',
     for name in ('input_transport', 'device', 'checkpoint'):
         if name in given:
             out.overrides[name] = given[name]
-    if 'iters' in given:
-        out.overrides['iters'] = _iters(given['iters'])
+    for name in ('iters', 'input_size'):      # YAML values; the node refuses bad ones
+        if name in given:
+            out.overrides[name] = _iters(given[name])
     named = 'cameras' in out.overrides or 'cameras' in file_values
     out.video_source = use_video_source == 'true' or (use_video_source == 'auto'
                                                       and not named)

@@ -31,6 +31,7 @@ from .image_conv import (compressed_to_rgb, fill_image, image_to_rgb, ImageError
 from .messages import detections_msg, keypoints_cloud, label_info
 from .shutdown import init_with_stop_flag, spin_until_stopped
 from ..cuts import CutDetector
+from ..model.card import describe
 from ..model.checkpoint import CheckpointError, clause, load_net
 from ..models import resolve_checkpoint
 from ..monitor import StreamMonitor
@@ -191,7 +192,7 @@ class StreamDEQNode(LifecycleNode):
                 for cam in self.cams:
                     if cam.session is not None:
                         cam.session.budget = budget
-                        cam.session.solver = new['solver']
+                        cam.session.solver = new['solver'] or self.pipeline.card_solver
                     if cam.cut is not None:
                         cam.cut.threshold = new['cut_threshold']
             self.policy.set_fixed(new['threads'])
@@ -207,8 +208,9 @@ class StreamDEQNode(LifecycleNode):
             self.get_logger().error('cannot configure: device %r requested but CUDA is not '
                                     'available' % dev)
             return TransitionCallbackReturn.FAILURE
-        path = resolve_checkpoint(self.cfg['checkpoint'])
+        path = self.cfg['checkpoint'] or 'the bundled default'
         try:
+            path = resolve_checkpoint(self.cfg['checkpoint'])
             size = self.cfg['input_size']
             size = None if size == P.MODEL_SIZE else tuple(size)
             if self.cfg['backend'] == 'onnxruntime':
@@ -218,7 +220,7 @@ class StreamDEQNode(LifecycleNode):
                 net, card = load_net(path, dev)
             budget = IterationBudget(self.cfg['iters'], self.cfg['tol'] or None,
                                      self.cfg['deadline_ms'], self.cfg['deadline_rule'])
-            pipeline = FramePipeline(net, card, size, self.cfg['solver'], budget)
+            pipeline = FramePipeline(net, card, size, self.cfg['solver'] or None, budget)
             pipeline.self_test()        # weights that give NaN stop here, not at every frame
         except (CheckpointError, ValueError, ImportError) as exc:
             self.get_logger().error('cannot configure: %s' % clause(str(exc)))
@@ -254,8 +256,9 @@ class StreamDEQNode(LifecycleNode):
         self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
         self.diag_timer = self.create_timer(1.0, self._diagnostics)
         h, w = self.pipeline.input_size
-        self.get_logger().info('configured: %s (%s) on %s, input %dx%d, cameras %s'
-                               % (path, ', '.join(tasks), dev, w, h, ', '.join(topics)))
+        self.get_logger().info('configured: %s (%s) on %s, cameras %s; %s'
+                               % (path, ', '.join(tasks), dev, ', '.join(topics),
+                                  describe(card, (h, w))))
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
@@ -271,7 +274,7 @@ class StreamDEQNode(LifecycleNode):
             cam.session = self.pipeline.new_session(cam.topic)
             cam.tracker = IoUTracker()
             cam.cut = CutDetector(self.cfg['cut_threshold'])
-            cam.session.solver = self.cfg['solver']
+            cam.session.solver = self.cfg['solver'] or self.pipeline.card_solver
             topic = cam.topic.rstrip('/') + '/compressed' if compressed else cam.topic
             cam.sub = self.create_subscription(
                 CompressedImage if compressed else Image, topic,
@@ -373,7 +376,7 @@ class StreamDEQNode(LifecycleNode):
             return None
         cfg = self.cfg
         size = min(cfg['max_batch'], len(self.cams)) if self.pipeline.solver_batches(
-            cfg['solver']) else 1
+            cfg['solver'] or self.pipeline.card_solver) else 1
         if size > 1 and cfg['batch_wait_ms'] > 0:
             end = time.monotonic() + cfg['batch_wait_ms'] / 1e3
             while self.running and sum(c.pending is not None for c in self.cams) < size:
@@ -607,7 +610,8 @@ class StreamDEQNode(LifecycleNode):
             'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
             'frame_id': msg.header.frame_id, 'device': self.device,
             'input_transport': self.cfg['input_transport'], 'iters': result.iters,
-            'final_residual': result.final_residual, 'latency_ms': round(latency, 3),
+            'solver': cam.session.solver, 'final_residual': result.final_residual,
+            'latency_ms': round(latency, 3),
             'warm': result.warm, 'reset': result.reset, 'cut': out.cut, 'stage': 'refined',
             'over_deadline': over, 'deadline_ms': deadline, 'deadline_rule': rule,
             'partials': [p.iteration for p in result.partials],

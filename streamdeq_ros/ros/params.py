@@ -108,7 +108,9 @@ PARAMS: List[Param] = [
           "'reliable'", True, ('sensor_data', 'reliable')),
     Param('input_depth', 1, 'subscription queue depth (1: always the newest frame)', True,
           num_range=(1, 100)),
-    Param('checkpoint', '', "model checkpoint; '' = the bundled default", True),
+    Param('checkpoint', '', "the model: '' = the bundled default, a bundled name, a file, a "
+          'model folder or official:FILE[:small|large|xl] (README "Official MDEQ models on '
+          'real cameras")', True),
     Param('backend', 'torch', "'torch' (eager PyTorch) or 'onnxruntime' (the graphs of "
           '`streamdeq export`, exported once into ~/.cache/streamdeq_ros; CUDA provider when '
           'available)', True, ('torch', 'onnxruntime')),
@@ -123,7 +125,8 @@ PARAMS: List[Param] = [
           detail=lambda: '%d here' % usable_cores()),
     Param('iters', 2, 'solver iterations per frame (applies from the next frame)',
           num_range=(1, 100)),
-    Param('solver', 'unroll', "'unroll' or 'broyden'", choices=('unroll', 'broyden')),
+    Param('solver', '', "'unroll', 'broyden' or '' (the model card's: unroll for the bundled "
+          'models, broyden for official MDEQ imports)', choices=('', 'unroll', 'broyden')),
     Param('tol', 0.0, 'stop a frame early below this relative residual (0: off)',
           num_range=(0.0, 1.0)),
     Param('deadline_ms', 0.0, 'per-frame time budget in ms; 0: off, else iterations follow '
