@@ -101,13 +101,14 @@ def official_card(cfg: MDEQConfig, num_classes: int, kernel: int, source: str, s
     }
 
 
-def import_official(source: str, config: Optional[str], out: str) -> Tuple[str, dict]:
+def import_official(source: str, config: Optional[str], out: str,
+                    sha256: Optional[str] = None) -> Tuple[str, dict]:
     """Write ``source`` (an official segmentation file) as a model folder ``out``.
 
     Returns (path of ``out/model.pt``, card). CheckpointError, one sentence, when the file is
     not an official segmentation checkpoint of ``config`` (None: found from its shapes).
+    ``sha256``: the file's, when the caller has hashed it already.
     """
-    load_safely(source, 'official checkpoint')          # the file's own problems first
     cfg = read_config(config) if config else get_config(guess_config(source))
     net, sentence = load_official(source, cfg)
     if 'segmentation' not in net.heads:
@@ -116,7 +117,7 @@ def import_official(source: str, config: Optional[str], out: str) -> Tuple[str, 
                               '--init official:%s`' % (source, source))
     head = net.specs['segmentation']
     card = official_card(cfg, int(head['num_classes']), int(head.get('final_conv_kernel', 1)),
-                         source, file_sha256(source), sentence)
+                         source, sha256 or file_sha256(source), sentence)
     tmp = out.rstrip('/') + '.tmp%d' % os.getpid()
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -151,7 +152,8 @@ def official_folder(spec: str, cache: str) -> str:
     if not path:
         raise CheckpointError('%r names no file (official:FILE[:small|large|xl|CONFIG.yaml])'
                               % spec)
-    load_safely(path, 'official checkpoint')
+    if not os.path.isfile(path):
+        load_safely(path, 'official checkpoint')        # raises its "does not exist" sentence
     digest = file_sha256(path)
     name = config if config in OFFICIAL_CONFIGS else (
         'yaml-' + file_sha256(config)[:12] if config else 'auto')
@@ -163,4 +165,4 @@ def official_folder(spec: str, cache: str) -> str:
                 return model
     except (OSError, ValueError):
         pass
-    return import_official(path, config, out)[0]
+    return import_official(path, config, out, digest)[0]
