@@ -15,8 +15,12 @@ Measured on a randomly initialised MDEQ backbone fed a slowly panning synthetic 
   branch-0 resolution) timed in the same run, the practical ceiling of this machine.
 """
 import json
+import multiprocessing
+import os
+import resource
 import statistics
 import time
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -119,6 +123,91 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
     }
 
 
+def _rss_bytes() -> int:
+    """This process's resident memory now (Linux /proc)."""
+    with open('/proc/self/statm') as fh:
+        return int(fh.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _timed_ms(fn, repeats: int, device: str) -> float:
+    def run():
+        fn()
+        if device == 'cuda':
+            torch.cuda.synchronize()
+    return _median_ms(run, repeats)
+
+
+@torch.inference_mode()
+def _cost_at(config: str, height: int, width: int, iters: int, repeats: int, seed: int,
+             device: str, threads: Optional[int]) -> dict:
+    """One size of :func:`bench_cost`, in a process of its own (so its peak memory is its own)."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    cfg = get_config(config)
+    model = MDEQBackbone(cfg).eval().to(device)
+    x = torch.rand(1, 3, height, width, device=device)
+    with parametrize.cached():
+        u = model.inject(x)
+        z0 = model.zeros(u)
+        f = lambda z: model.f(z, u)                  # noqa: E731  (the session's f)
+        state = sum(t.numel() * t.element_size() for t in z0)
+        n = sum(t.numel() for t in z0)
+        z1 = f(z0)                                   # warm-up, first touch of the weights
+        del z1
+        if device == 'cuda':
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        else:
+            base = _rss_bytes()
+        ms_f = _timed_ms(lambda: f(z0), repeats, device)
+        peak_f = (torch.cuda.max_memory_allocated() if device == 'cuda'
+                  else _peak_rss_bytes()) - base
+        ms_b0 = _timed_ms(lambda: SOLVERS['broyden'](f, z0, 0), repeats, device)
+        ms_bk = _timed_ms(lambda: SOLVERS['broyden'](f, z0, iters), repeats, device)
+        peak_b = (torch.cuda.max_memory_allocated() if device == 'cuda'
+                  else _peak_rss_bytes()) - base
+    return {
+        'input': [height, width], 'state_shapes': [list(t.shape[1:]) for t in z0],
+        'state_bytes_per_camera': state,
+        'ms_per_f_eval': ms_f, 'ms_broyden_0': ms_b0, 'ms_broyden_%d' % iters: ms_bk,
+        'ms_per_broyden_iter': (ms_bk - ms_b0) / iters,
+        'peak_mb_f_eval': max(peak_f, 0) / 2 ** 20,
+        'peak_mb_broyden_%d' % iters: max(peak_b, 0) / 2 ** 20,
+        'broyden_history_mb': {str(m): 2 * n * m * 4 / 2 ** 20
+                               for m in sorted({1, 2, 4, 8, iters, cfg.f_thres})},
+    }
+
+
+def bench_cost(config='small', sizes=((256, 512), (512, 1024), (1024, 2048)), iters=4,
+               repeats=3, seed=0, device='cpu', threads=None, progress=True) -> dict:
+    """What one camera costs at each size: ms per f and per Broyden iteration, memory, state.
+
+    Random weights of ``config``'s shapes on a random image (the cost does not depend on the
+    weights). Each size runs in a fresh process, so ``peak_mb_*`` (peak resident memory above
+    the process's level after building the model and the input; on CUDA the peak allocated
+    device memory above the allocated level) is that size's own. ``ms_per_broyden_iter`` =
+    (a Broyden solve of ``iters`` iterations - one of 0) / ``iters``: f plus the low-rank
+    update with a history of ``iters``. ``broyden_history_mb``: the two n x m matrices a solve
+    of m iterations holds (computed; n = the state's size), dropped after the frame.
+    """
+    ctx = multiprocessing.get_context('spawn')
+    rows = []
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        for h, w in tqdm(sizes, desc='sizes', disable=not progress):
+            rows.append(pool.apply(_cost_at, (config, h, w, iters, repeats, seed, device,
+                                              threads)))
+    return {'config': config, 'device': device, 'iters': iters, 'repeats': repeats,
+            'threads': threads or torch.get_num_threads(), 'weights': 'random (seed %d)' % seed,
+            'f_thres': get_config(config).f_thres, 'sizes': rows}
+
+
 def add_arguments(parser):
     """Arguments of ``streamdeq bench solver``."""
     parser.add_argument('--config', default='tiny', help='MDEQ config: tiny or small')
@@ -133,13 +222,60 @@ def add_arguments(parser):
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', default=None, help='also write the results to this file')
+    parser.add_argument('--cost', action='store_true',
+                        help='the cost table instead: per --sizes, ms per f and per Broyden '
+                             'iteration, peak memory, state bytes per camera')
+    parser.add_argument('--sizes', default='256x512,512x1024,1024x2048',
+                        help='--cost: input sizes HxW, comma-separated')
+    parser.add_argument('--cost-iters', type=int, default=4,
+                        help='--cost: Broyden iterations of the timed solve')
+    parser.add_argument('--device', default='cpu', help='--cost: cpu or cuda')
     parser.add_argument('--checkpoint', default=None,
                         help='a trained checkpoint: its backbone runs on a generated street clip '
                              '(--config and --speed are then ignored)')
 
 
+def _parse_sizes(text: str):
+    try:
+        sizes = [tuple(int(v) for v in item.split('x')) for item in text.split(',')]
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(s) != 2 or min(s) < 32 for s in sizes):
+        raise SystemExit('streamdeq bench solver: --sizes takes HxW[,HxW...] of at least '
+                         '32x32, got %r' % text)
+    return sizes
+
+
+def run_cost(args) -> int:
+    """``streamdeq bench solver --cost``: print and write the cost table."""
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('streamdeq bench solver: --device cuda, but torch sees no CUDA device')
+    if args.cost_iters < 1:
+        raise SystemExit('streamdeq bench solver: --cost-iters must be at least 1')
+    out = bench_cost(args.config, _parse_sizes(args.sizes), args.cost_iters, args.repeats,
+                     args.seed, args.device, args.threads)
+    k = args.cost_iters
+    print('| %s input | ms per f | ms per Broyden iteration | peak MB, f | peak MB, Broyden %d '
+          '| state per camera | Broyden history, %d / %d iterations |'
+          % (args.config, k, k, out['f_thres']))
+    print('|---|---|---|---|---|---|---|')
+    for r in out['sizes']:
+        hist = r['broyden_history_mb']
+        print('| %dx%d | %.1f | %.1f | %.0f | %.0f | %.2f MB | %.0f / %.0f MB |' % (
+            r['input'][0], r['input'][1], r['ms_per_f_eval'], r['ms_per_broyden_iter'],
+            r['peak_mb_f_eval'], r['peak_mb_broyden_%d' % k],
+            r['state_bytes_per_camera'] / 2 ** 20, hist[str(k)], hist[str(out['f_thres'])]))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(out, f, indent=2)
+        print('wrote', args.json)
+    return 0
+
+
 def run(args) -> int:
     """Entry point for the parsed arguments."""
+    if args.cost:
+        return run_cost(args)
     out = bench_solver(config=args.config, height=args.height, width=args.width,
                        frames=args.frames, tol=args.tol, max_iters=args.max_iters,
                        solver=args.solver, speed=args.speed, repeats=args.repeats,

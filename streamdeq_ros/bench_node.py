@@ -54,13 +54,19 @@ def bench_frames(width: int, height: int, n: int, seed: int = 0) -> list:
     return frames[:n]
 
 
-def start_node(cameras, params: dict, env=None) -> subprocess.Popen:
-    """Start ``streamdeq_node`` on ``cameras`` with ``params`` (name -> value)."""
+def start_node(cameras, params: dict, env=None, log=None) -> subprocess.Popen:
+    """Start ``streamdeq_node`` on ``cameras`` with ``params`` (name -> value).
+
+    ``log``: a file that gets the node's stdout and stderr (default: discarded).
+    """
     args = [executable('streamdeq_node'), '--ros-args', '-p',
             'cameras:=[%s]' % ', '.join(cameras)]
     args += [a for k, v in params.items() for a in ('-p', '%s:=%s' % (k, v))]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env)
+    if log is None:
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=env)
+    with open(log, 'ab') as out:           # the child keeps its own descriptor
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
 def stop_node(proc: subprocess.Popen):
@@ -102,14 +108,19 @@ def _run_size(width, height, args, checkpoint):
         device = 'onnxruntime (%s)' % ', '.join(net.providers)
     else:
         net, card = load_net(checkpoint, device)
-    pipeline = FramePipeline(net, card)
+    size = tuple(args.input_size) if args.input_size else None
+    pipeline = FramePipeline(net, card, input_size=size, solver=args.solver or None)
     session, tracker, cuts = pipeline.new_session('in-process'), IoUTracker(), CutDetector()
     # the heads the node reads for the subscribed topics (class mask only: segmentation)
     heads = ['segmentation'] if args.subscribe == 'class' else None
     frames = bench_frames(width, height, args.frames + args.warmup)
-    proc = start_node([TOPIC], {'checkpoint': checkpoint, 'iters': args.iters,
-                                'backend': args.backend,
-                                'input_qos': 'reliable', 'publish_partial': 'true'})
+    params = {'checkpoint': checkpoint, 'iters': args.iters, 'backend': args.backend,
+              'input_qos': 'reliable', 'publish_partial': 'true'}
+    if args.solver:
+        params['solver'] = args.solver
+    if size:
+        params['input_size'] = '[%d, %d]' % size
+    proc = start_node([TOPIC], params)
     rclpy.init()
     node = Node('bench_node_client')
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -175,6 +186,7 @@ def _run_size(width, height, args, checkpoint):
     med['overhead'] = round(med['node_ms'] / med['in_process_ms'] - 1, 4)
     med['end_to_end_overhead'] = round(med['end_to_end_ms'] / med['in_process_ms'] - 1, 4)
     med.update(width=width, height=height, subscribe=args.subscribe, frames=len(rows),
+               solver=pipeline.solver, input_size=list(pipeline.input_size),
                published=rows[-1]['published'], device=device)
     if device == 'cuda':       # torch on the GPU
         med['in_process_peak_device_mb'] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
@@ -188,6 +200,10 @@ def add_arguments(p):
     p.add_argument('--subscribe', default='class,all',
                    help="comma list of 'class' (refined class mask only) and 'all'")
     p.add_argument('--iters', type=int, default=2, help='iterations per frame')
+    p.add_argument('--solver', default='', help="the node's solver ('' = the model card's)")
+    p.add_argument('--input-size', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                   help="the network's input size, in the node and in-process (default the "
+                        "card's)")
     p.add_argument('--backend', default='torch', choices=['torch', 'onnxruntime'],
                    help='the network runtime, in the node and in-process')
     p.add_argument('--frames', type=int, default=60, help='measured frames per run')
@@ -227,6 +243,7 @@ def run(args) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as fh:
         json.dump({'checkpoint': os.path.relpath(checkpoint), 'iters': args.iters,
+                   'solver': runs[0]['solver'] if runs else args.solver,
                    'backend': args.backend,
                    'runs': runs}, fh, indent=1)
     print('| camera | subscribed | in-process ms | node ms | overhead | end-to-end ms | '

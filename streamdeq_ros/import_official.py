@@ -6,26 +6,40 @@ size (1024x2048), solver broyden with the configuration's F_THRES, variant IL, a
 file's sha256. The folder then works wherever a checkpoint does: the node
 (checkpoint:=OUT), streamdeq demo/eval/eval-cuts/export --checkpoint OUT, the benches.
 The file is read with torch.load(weights_only=True); a file that needs code to load is refused.
+``--random-weights`` (no FILE) writes the same folder with random weights of the configuration's
+shapes, for timing (``streamdeq bench node``) where the released file is not at hand; its card
+says so.
 """
 import sys
 
 
 def add_arguments(p):
     """Add the ``import-official`` options to ``p``."""
-    p.add_argument('file', help='the official .pkl / .pth (a state dict saved by the MDEQ code)')
+    p.add_argument('file', nargs='?', default=None,
+                   help='the official .pkl / .pth (a state dict saved by the MDEQ code)')
     p.add_argument('--config', default=None,
                    help='small, large, xl or an official experiment .yaml (default: found '
                         "from the file's shapes)")
     p.add_argument('--out', required=True, help='the model folder to write')
+    p.add_argument('--random-weights', action='store_true',
+                   help='no FILE: random weights of --config\'s released shapes (for timing '
+                        'only; the card says so)')
 
 
 def run(args) -> int:
     """Entry point of ``streamdeq import-official``."""
     from .model.card import describe
     from .model.checkpoint import CheckpointError
-    from .models.official import import_official
+    from .models.official import import_official, random_official
+    if args.random_weights == bool(args.file):
+        print('streamdeq import-official: give the official FILE, or --random-weights with '
+              '--config (not both)', file=sys.stderr)
+        return 2
     try:
-        path, card = import_official(args.file, args.config, args.out)
+        if args.random_weights:
+            path, card = random_official(args.config or 'small', args.out)
+        else:
+            path, card = import_official(args.file, args.config, args.out)
     except CheckpointError as exc:
         print('streamdeq import-official: %s' % exc, file=sys.stderr)
         return 1

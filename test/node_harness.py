@@ -5,7 +5,6 @@ Spin until a condition, run the node with a client, send a frame until the node 
 import contextlib
 import json
 import signal
-import subprocess
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -14,7 +13,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from streamdeq_ros.executables import executable
+from streamdeq_ros.bench_node import start_node
 
 
 def spin_until(node, cond, timeout=60.0):
@@ -26,15 +25,14 @@ def spin_until(node, cond, timeout=60.0):
 
 
 @contextlib.contextmanager
-def node_with_client(camera, params, client_name):
+def node_with_client(camera, params, client_name, log=None):
     """Run ``streamdeq_node`` on ``camera`` with ``params`` (name -> value) and a client node.
 
     Yields (client, publisher on the camera, got, process); ``got`` collects the refined and
-    partial class masks, the parsed ``~/status`` and ``/diagnostics``.
+    partial class masks, the parsed ``~/status`` and ``/diagnostics``. ``log``: a file for the
+    node's output (default: discarded).
     """
-    args = [executable('streamdeq_node'), '--ros-args', '-p', 'cameras:=[%s]' % camera]
-    args += [a for k, v in params.items() for a in ('-p', '%s:=%s' % (k, v))]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_node([camera], params, log=log)
     rclpy.init()
     client = Node(client_name)
     got = {'class': [], 'partial': [], 'status': [], 'diag': []}

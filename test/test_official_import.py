@@ -18,6 +18,7 @@ import torch
 from streamdeq_ros.cli import main as cli
 from streamdeq_ros.data.cityscapes import PALETTE, TRAIN_CLASSES
 from streamdeq_ros.evaluate import parse_model_spec
+from streamdeq_ros.executables import executable
 from streamdeq_ros.model import get_config, MDEQConfig
 from streamdeq_ros.model.checkpoint import CheckpointError, file_sha256, load_net
 from streamdeq_ros.models import resolve_checkpoint
@@ -280,3 +281,72 @@ def test_streamdeq_eval_runs_the_papers_protocol_on_cityscapes_with_an_official_
     curves = il['metrics']['miou']['curves']
     assert set(curves) == {'1', '2'} and all(0.0 <= v <= 1.0 for c in curves.values()
                                              for v in c.values())
+
+
+@pytest.mark.parametrize('spec, sentence', [
+    ('official:{missing}:small', 'does not exist'),
+    ('official:{text}:small', 'is not a file written by torch.save'),
+    ('official:{wrong}:xl', "does not fit the backbone of config 'xl'"),
+])
+def test_the_node_refuses_a_bad_official_file_in_one_sentence(tmp_path, monkeypatch, spec,
+                                                              sentence):
+    monkeypatch.setenv('STREAMDEQ_CACHE', str(tmp_path / 'cache'))
+    text = tmp_path / 'notes.pkl'
+    text.write_text('not a checkpoint')
+    _, wrong = _released(tmp_path, 'small')            # a small file named as xl
+    spec = spec.format(missing=tmp_path / 'nope.pkl', text=text, wrong=wrong)
+    out = subprocess.run([executable('streamdeq_node'), '--ros-args', '-p',
+                          'checkpoint:=%s' % spec], capture_output=True, text=True, timeout=180)
+    log = out.stdout + out.stderr
+    lines = [ln for ln in log.splitlines() if 'cannot configure' in ln]
+    assert out.returncode == 1 and len(lines) == 1, log
+    assert sentence in lines[0] and 'Traceback' not in log, log
+
+
+def test_the_node_takes_a_bundled_model_by_name(tmp_path):
+    """checkpoint:=multi_tiny_sur (not the default) is the model the node runs."""
+    from sensor_msgs.msg import Image
+
+    from node_harness import node_with_client, send_until_answered
+    from streamdeq_ros.ros.image_conv import fill_image
+    log = tmp_path / 'node.log'
+    params = {'checkpoint': 'multi_tiny_sur', 'iters': 1, 'publish_partial': 'false'}
+    with node_with_client('/bundled_cam', params, 'bundled_client', log=str(log)) as (
+            client, pub, got, _):
+        msg = fill_image(Image(), np.zeros((48, 64, 3), np.uint8), 'rgb8')
+        msg.header.stamp.sec = 5
+        status = send_until_answered(client, pub, got, msg, timeout=120)
+    assert status['iters'] == 1
+    started = [ln for ln in log.read_text().splitlines() if 'model multi_tiny_sur' in ln]
+    assert started and 'input 192x96' in started[0], log.read_text()
+
+
+def test_random_weights_of_the_released_shapes_say_so(tmp_path):
+    """import-official --random-weights: an import's shapes and card, marked as random."""
+    out = str(tmp_path / 'random_small')
+    assert cli(['import-official', '--random-weights', '--config', 'small', '--out', out]) == 0
+    net, card = load_net(resolve_checkpoint(out))
+    assert net.cfg == get_config('small') and card['inference']['solver'] == 'broyden'
+    assert card['heads']['segmentation']['classes'] == list(TRAIN_CLASSES)
+    assert 'random weights' in card['trained_on'] and card['source']['sha256'] == ''
+    assert cli(['import-official', '--out', out]) == 2                 # neither FILE nor random
+    assert cli(['import-official', 'x.pkl', '--random-weights', '--out', out]) == 2
+
+
+def test_the_cost_table_measures_each_size_in_its_own_process(tmp_path):
+    out = tmp_path / 'cost.json'
+    assert cli(['bench', 'solver', '--cost', '--config', 'tiny', '--sizes', '64x128,128x256',
+                '--repeats', '1', '--cost-iters', '2', '--json', str(out)]) == 0
+    got = json.loads(out.read_text())
+    small, large = got['sizes']
+    assert small['input'] == [64, 128] and large['input'] == [128, 256]
+    cfg = get_config('tiny')
+    # the state: every branch at 1/4, 1/8, ... of the input, float32
+    n = sum(c * (128 // 2 ** (i + 2)) * (256 // 2 ** (i + 2))
+            for i, c in enumerate(cfg.num_channels))
+    assert large['state_bytes_per_camera'] == 4 * n
+    assert large['broyden_history_mb'][str(cfg.f_thres)] == 2 * n * cfg.f_thres * 4 / 2 ** 20
+    for row in (small, large):
+        assert min(row['ms_per_f_eval'], row['ms_broyden_0'], row['ms_broyden_2']) > 0
+    with pytest.raises(SystemExit, match='--sizes takes HxW'):
+        cli(['bench', 'solver', '--cost', '--sizes', '64x', '--config', 'tiny'])

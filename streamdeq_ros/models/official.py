@@ -25,10 +25,12 @@ import os
 import shutil
 from typing import Optional, Tuple
 
+import torch
+
 from ..data.cityscapes import PALETTE, TRAIN_CLASSES
 from ..model.checkpoint import CheckpointError, file_sha256, load_safely, save_checkpoint
 from ..model.mdeq import CONFIGS, get_config, MDEQConfig
-from ..model.network import IMAGENET_MEAN, IMAGENET_STD
+from ..model.network import IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
 from ..model.official import load_official, official_to_native, read_official
 
 #: the configurations a released file may have, in the order their shapes are tried
@@ -118,6 +120,31 @@ def import_official(source: str, config: Optional[str], out: str,
     head = net.specs['segmentation']
     card = official_card(cfg, int(head['num_classes']), int(head.get('final_conv_kernel', 1)),
                          source, sha256 or file_sha256(source), sentence)
+    return _write_folder(out, net, card), card
+
+
+def random_official(config: str, out: str, seed: int = 0) -> Tuple[str, dict]:
+    """Write a folder shaped like an imported ``config`` model, with random weights.
+
+    For timing where the released file is not at hand: the network, the card's input size,
+    normalisation, classes and solver are an import's; the weights are random (seed ``seed``)
+    and the card says so (``trained_on``), so it is never mistaken for a perception model.
+    Returns (path of ``out/model.pt``, card).
+    """
+    cfg = read_config(config)
+    torch.manual_seed(seed)
+    net = StreamDEQNet(cfg, {'segmentation': {'num_classes': len(TRAIN_CLASSES),
+                                              'final_conv_kernel': 1}}).eval()
+    source = 'random weights, seed %d' % seed
+    card = official_card(cfg, len(TRAIN_CLASSES), 1, source, '',
+                         'random weights of the released %s shapes (for timing only)' % cfg.name)
+    card['name'] = 'random-mdeq-%s-shapes' % cfg.name
+    card['trained_on'] = 'nothing: random weights of the released shapes, for timing only'
+    return _write_folder(out, net, card), card
+
+
+def _write_folder(out: str, net: StreamDEQNet, card: dict) -> str:
+    """Write ``net`` and ``card`` as the model folder ``out`` (replaced whole, atomically)."""
     tmp = out.rstrip('/') + '.tmp%d' % os.getpid()
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -130,7 +157,7 @@ def import_official(source: str, config: Optional[str], out: str,
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return os.path.join(out, 'model.pt'), card
+    return os.path.join(out, 'model.pt')
 
 
 def parse_official(spec: str) -> Tuple[str, Optional[str]]:
