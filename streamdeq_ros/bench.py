@@ -124,13 +124,13 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
 
 
 def _rss_bytes() -> int:
-    """This process's resident memory now (Linux /proc)."""
+    """Return this process's resident memory now (Linux /proc)."""
     with open('/proc/self/statm') as fh:
         return int(fh.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
 def _peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (ru_maxrss is in KiB on Linux)."""
+    """Return this process's peak resident memory so far (ru_maxrss is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -187,7 +187,7 @@ def _cost_at(config: str, height: int, width: int, iters: int, repeats: int, see
 
 def bench_cost(config='small', sizes=((256, 512), (512, 1024), (1024, 2048)), iters=4,
                repeats=3, seed=0, device='cpu', threads=None, progress=True) -> dict:
-    """What one camera costs at each size: ms per f and per Broyden iteration, memory, state.
+    """Measure one camera's cost per size: ms per f and per Broyden iteration, memory, state.
 
     Random weights of ``config``'s shapes on a random image (the cost does not depend on the
     weights). Each size runs in a fresh process, so ``peak_mb_*`` (peak resident memory above

@@ -22,7 +22,7 @@ def add_arguments(p):
                         "from the file's shapes)")
     p.add_argument('--out', required=True, help='the model folder to write')
     p.add_argument('--random-weights', action='store_true',
-                   help='no FILE: random weights of --config\'s released shapes (for timing '
+                   help="no FILE: random weights of --config's released shapes (for timing "
                         'only; the card says so)')
 
 
