@@ -10,7 +10,9 @@
 # 4. the onnxruntime backend (its CUDA provider needs the onnxruntime-gpu wheel);
 # 5. the reactive and predictive deadline rules under a CPU hog (bench deadline, 20 ms);
 # 6. the fixed-M loop captured in a CUDA graph against eager, batch 1 and 8 (bench cudagraph;
-#    written without a GPU to run it on: it checks its own states against eager).
+#    written without a GPU to run it on: it checks its own states against eager);
+# 7. issue #20's cost table on the GPU (scripts/cost_table.sh cuda: official small and xl
+#    shapes at 256x512..1024x2048, the node with an imported-shape small, broyden and unroll).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${STREAMDEQ_VENV:-$ROOT/.venv}/bin/python"
@@ -46,5 +48,6 @@ for batch in 1 8; do
   "$PY" -m streamdeq_ros.cli bench cudagraph --batch "$batch" \
     --out "$OUT/cudagraph_b${batch}.json" || status=1
 done
+OUT="$OUT" bash scripts/cost_table.sh cuda 2>&1 | tee "$OUT/cost_table.log" || status=1
 echo "gpu_check: results in $OUT (exit $status)"
 exit $status
