@@ -142,6 +142,21 @@ def _timed_ms(fn, repeats: int, device: str) -> float:
     return _median_ms(run, repeats)
 
 
+def _broyden_iter_ms(f, z0, iters: int, repeats: int, device: str) -> list:
+    """Wall times of Broyden iterations 2..``iters`` (f + the low-rank update), ``repeats`` solves.
+
+    Timed between the solver's per-iteration callbacks (each reads the residual, which waits
+    for the device), so the first iteration's set-up and the closing copy are not in them.
+    """
+    times = []
+    for _ in range(repeats):
+        marks = []
+        SOLVERS['broyden'](f, z0, iters, callback=lambda k, z, r: marks.append(
+            time.perf_counter()) and False)
+        times += [(b - a) * 1e3 for a, b in zip(marks, marks[1:])]
+    return times
+
+
 @torch.inference_mode()
 def _cost_at(config: str, height: int, width: int, iters: int, repeats: int, seed: int,
              device: str, threads: Optional[int]) -> dict:
@@ -158,8 +173,6 @@ def _cost_at(config: str, height: int, width: int, iters: int, repeats: int, see
         f = lambda z: model.f(z, u)                  # noqa: E731  (the session's f)
         state = sum(t.numel() * t.element_size() for t in z0)
         n = sum(t.numel() for t in z0)
-        z1 = f(z0)                                   # warm-up, first touch of the weights
-        del z1
         if device == 'cuda':
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -169,15 +182,14 @@ def _cost_at(config: str, height: int, width: int, iters: int, repeats: int, see
         ms_f = _timed_ms(lambda: f(z0), repeats, device)
         peak_f = (torch.cuda.max_memory_allocated() if device == 'cuda'
                   else _peak_rss_bytes()) - base
-        ms_b0 = _timed_ms(lambda: SOLVERS['broyden'](f, z0, 0), repeats, device)
-        ms_bk = _timed_ms(lambda: SOLVERS['broyden'](f, z0, iters), repeats, device)
+        iter_ms = _broyden_iter_ms(f, z0, iters, repeats, device)
         peak_b = (torch.cuda.max_memory_allocated() if device == 'cuda'
                   else _peak_rss_bytes()) - base
     return {
         'input': [height, width], 'state_shapes': [list(t.shape[1:]) for t in z0],
         'state_bytes_per_camera': state,
-        'ms_per_f_eval': ms_f, 'ms_broyden_0': ms_b0, 'ms_broyden_%d' % iters: ms_bk,
-        'ms_per_broyden_iter': (ms_bk - ms_b0) / iters,
+        'ms_per_f_eval': ms_f, 'ms_per_broyden_iter': statistics.median(iter_ms),
+        'broyden_iter_ms': iter_ms,
         'peak_mb_f_eval': max(peak_f, 0) / 2 ** 20,
         'peak_mb_broyden_%d' % iters: max(peak_b, 0) / 2 ** 20,
         'broyden_history_mb': {str(m): 2 * n * m * 4 / 2 ** 20
@@ -191,11 +203,13 @@ def bench_cost(config='small', sizes=((256, 512), (512, 1024), (1024, 2048)), it
 
     Random weights of ``config``'s shapes on a random image (the cost does not depend on the
     weights). Each size runs in a fresh process, so ``peak_mb_*`` (peak resident memory above
-    the process's level after building the model and the input; on CUDA the peak allocated
-    device memory above the allocated level) is that size's own. ``ms_per_broyden_iter`` =
-    (a Broyden solve of ``iters`` iterations - one of 0) / ``iters``: f plus the low-rank
-    update with a history of ``iters``. ``broyden_history_mb``: the two n x m matrices a solve
-    of m iterations holds (computed; n = the state's size), dropped after the frame.
+    the process's level after building the model, the input, its injection and the zero
+    state; on CUDA the peak allocated device memory above the allocated level) is that size's
+    own: the f working set (weights' cache, activations), then a Broyden solve of ``iters``.
+    ``ms_per_broyden_iter``: the median of Broyden iterations 2..``iters`` (f plus the low-rank
+    update), timed between the solver's callbacks. ``broyden_history_mb``: the two n x m
+    matrices a solve of m iterations holds (computed; n = the state's size), dropped after
+    the frame.
     """
     ctx = multiprocessing.get_context('spawn')
     rows = []
@@ -250,8 +264,9 @@ def run_cost(args) -> int:
     """``streamdeq bench solver --cost``: print and write the cost table."""
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('streamdeq bench solver: --device cuda, but torch sees no CUDA device')
-    if args.cost_iters < 1:
-        raise SystemExit('streamdeq bench solver: --cost-iters must be at least 1')
+    if args.cost_iters < 2:
+        raise SystemExit('streamdeq bench solver: --cost-iters must be at least 2 (iterations '
+                         '2.. are timed)')
     out = bench_cost(args.config, _parse_sizes(args.sizes), args.cost_iters, args.repeats,
                      args.seed, args.device, args.threads)
     k = args.cost_iters
