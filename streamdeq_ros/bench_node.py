@@ -12,6 +12,8 @@ see the same machine). Per frame it records:
 - ``end_to_end_ms``: from publishing the frame here to receiving its refined class mask here
   (DDS both ways included; both ends use the Fast DDS profile for large frames, as
   ``perception.launch.py`` does, unless ``FASTDDS_DEFAULT_PROFILES_FILE`` is already set);
+- ``node_threads_mean`` beside ``in_process_threads``: the mean solver threads the node's
+  adaptive policy chose (``~/status``) and this process's torch threads (``--threads``);
 - ``in_process_ms``: ``FramePipeline.process`` on the same frame with the same partial
   iterations the node ran and the same work (resize, the cut detector the node runs by
   default, solve, the heads the node read for the subscribed topics), on the device the node
@@ -174,7 +176,8 @@ def _run_size(width, height, args, checkpoint):
                 rows.append({'node_ms': st['latency_ms'],
                              'end_to_end_ms': (masks[key] - sent) * 1e3,
                              'in_process_ms': in_process,
-                             'stages_ms': st['stages_ms'], 'published': st['published']})
+                             'stages_ms': st['stages_ms'], 'published': st['published'],
+                             'threads': st.get('threads')})
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -185,6 +188,9 @@ def _run_size(width, height, args, checkpoint):
                         for s in STAGES}
     med['overhead'] = round(med['node_ms'] / med['in_process_ms'] - 1, 4)
     med['end_to_end_overhead'] = round(med['end_to_end_ms'] / med['in_process_ms'] - 1, 4)
+    threads = [r['threads'] for r in rows if r['threads'] is not None]
+    med['node_threads_mean'] = round(float(np.mean(threads)), 2) if threads else None
+    med['in_process_threads'] = torch.get_num_threads()
     med.update(width=width, height=height, subscribe=args.subscribe, frames=len(rows),
                solver=pipeline.solver, input_size=list(pipeline.input_size),
                published=rows[-1]['published'], device=device)

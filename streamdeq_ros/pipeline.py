@@ -161,7 +161,7 @@ class FramePipeline:
         self.input_size = (int(h), int(w))
         #: the solver the model card names (the node's ``solver: ''``)
         self.card_solver = card.get('inference', {}).get('solver', 'unroll')
-        self.solver = solver or self.card_solver
+        self.solver = self.solver_for(solver)
         self.budget = budget or IterationBudget()
         #: costs of the predictive deadline rule, shared by every session of this network
         self.planner = DeadlinePlanner()
@@ -226,6 +226,10 @@ class FramePipeline:
     def device(self) -> torch.device:
         """Return the network's device, where every session's state lives."""
         return self.net.mean.device
+
+    def solver_for(self, name: Optional[str]) -> str:
+        """Return the solver a session runs for the parameter ``name`` ('' or None: the card's)."""
+        return name or self.card_solver
 
     def new_session(self, name: str) -> StreamSession:
         """Return a fresh per-camera session sharing this network and budget.

@@ -192,7 +192,7 @@ class StreamDEQNode(LifecycleNode):
                 for cam in self.cams:
                     if cam.session is not None:
                         cam.session.budget = budget
-                        cam.session.solver = new['solver'] or self.pipeline.card_solver
+                        cam.session.solver = self.pipeline.solver_for(new['solver'])
                     if cam.cut is not None:
                         cam.cut.threshold = new['cut_threshold']
             self.policy.set_fixed(new['threads'])
@@ -274,7 +274,7 @@ class StreamDEQNode(LifecycleNode):
             cam.session = self.pipeline.new_session(cam.topic)
             cam.tracker = IoUTracker()
             cam.cut = CutDetector(self.cfg['cut_threshold'])
-            cam.session.solver = self.cfg['solver'] or self.pipeline.card_solver
+            cam.session.solver = self.pipeline.solver_for(self.cfg['solver'])
             topic = cam.topic.rstrip('/') + '/compressed' if compressed else cam.topic
             cam.sub = self.create_subscription(
                 CompressedImage if compressed else Image, topic,
@@ -376,7 +376,7 @@ class StreamDEQNode(LifecycleNode):
             return None
         cfg = self.cfg
         size = min(cfg['max_batch'], len(self.cams)) if self.pipeline.solver_batches(
-            cfg['solver'] or self.pipeline.card_solver) else 1
+            self.pipeline.solver_for(cfg['solver'])) else 1
         if size > 1 and cfg['batch_wait_ms'] > 0:
             end = time.monotonic() + cfg['batch_wait_ms'] / 1e3
             while self.running and sum(c.pending is not None for c in self.cams) < size:
