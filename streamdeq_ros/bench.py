@@ -36,7 +36,8 @@ from .model.solvers import SOLVERS
 from .stream import IterationBudget, StreamSession
 
 
-def _median_ms(fn, repeats: int) -> float:
+def median_ms(fn, repeats: int) -> float:
+    """Return the median wall time of ``fn()`` in ms over ``repeats`` calls, after one warm-up."""
     fn()                                             # warm-up
     times = []
     for _ in range(repeats):
@@ -95,7 +96,7 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
         u = model.inject(x)
         z = model.zeros(u)
         z = model.f(z, u)
-        ms_f = _median_ms(lambda: model.f(z, u), repeats)
+        ms_f = median_ms(lambda: model.f(z, u), repeats)
         with FlopCounterMode(display=False) as counter:
             model.f(z, u)
         gflops = counter.get_total_flops() / 1e9
@@ -103,7 +104,7 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
     h0, w0 = u[0].shape[-2:]
     xin = torch.randn(1, c0, h0, w0)
     weight = torch.randn(e * c0, c0, 3, 3)
-    ms_conv = _median_ms(lambda: F.conv2d(xin, weight, padding=1), repeats)
+    ms_conv = median_ms(lambda: F.conv2d(xin, weight, padding=1), repeats)
     conv_gflops = 2.0 * c0 * e * c0 * 9 * h0 * w0 / 1e9
     return {
         'config': config, 'solver': solver, 'input': [height, width], 'tol': tol,
@@ -139,7 +140,7 @@ def _timed_ms(fn, repeats: int, device: str) -> float:
         fn()
         if device == 'cuda':
             torch.cuda.synchronize()
-    return _median_ms(run, repeats)
+    return median_ms(run, repeats)
 
 
 def _broyden_iter_ms(f, z0, iters: int, repeats: int, device: str) -> list:

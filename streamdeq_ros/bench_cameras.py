@@ -19,9 +19,8 @@ import time
 
 import numpy as np
 
-from .bench_dds import profile_path
-from .bench_node import (add_checkpoint_option, bench_frames, private_domain_env, STAGES,
-                         start_node, stop_node)
+from .bench_node import add_checkpoint_option, bench_frames, STAGES
+from .harness import private_domain_env, profile_path, start_node, stop_node
 from .models import resolve_checkpoint
 
 SETTLE_S = 1.0

@@ -29,22 +29,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .bench_node import private_domain_env, start_node
+from .harness import private_domain_env, profile_path, start_node
 
 SETUPS = ('default-be', 'default-rel', 'profile-be', 'profile-rel', 'profile-sub-be',
           'compressed-be', 'node-default-be', 'node-profile-be')
-PROFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
-                       'fastdds_large_images.xml')
 TOPIC = '/streamdeq_bench_dds/image'
-
-
-def profile_path() -> str:
-    """Return the shipped Fast DDS profile (source tree, or the installed share folder)."""
-    if os.path.isfile(PROFILE):
-        return PROFILE
-    from ament_index_python.packages import get_package_share_directory
-    return os.path.join(get_package_share_directory('streamdeq_ros'), 'config',
-                        'fastdds_large_images.xml')
 
 
 def _frame(width: int, height: int) -> np.ndarray:

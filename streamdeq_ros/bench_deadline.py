@@ -25,8 +25,8 @@ import time
 import numpy as np
 
 from .bench_cameras import camera_topic
-from .bench_dds import profile_path
-from .bench_node import add_checkpoint_option, private_domain_env, start_node, stop_node
+from .bench_node import add_checkpoint_option
+from .harness import private_domain_env, profile_path, start_node, stop_node
 from .models import resolve_checkpoint
 
 RULES = ('reactive', 'predictive')

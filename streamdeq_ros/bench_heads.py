@@ -19,7 +19,7 @@ import os
 import torch
 from torchvision.models.detection.image_list import ImageList
 
-from .bench import _median_ms
+from .bench import median_ms
 from .data.clips import street_clips
 from .model.checkpoint import load_net
 from .model.heads.detection import mdeq_to_fpn_levels
@@ -60,17 +60,17 @@ def bench_heads(checkpoint: str, iters: int = 2, repeats: int = 50, threads=None
     out = {'checkpoint': os.path.relpath(checkpoint), 'iters': iters, 'height': h, 'width': w,
            'threads': torch.get_num_threads(), 'repeats': repeats,
            'persons': int(len(persons[0])), 'detections': int(len(found['boxes'])),
-           'backbone': _median_ms(lambda: session.step(x, iters=iters), repeats),
-           'segmentation': _median_ms(
+           'backbone': median_ms(lambda: session.step(x, iters=iters), repeats),
+           'segmentation': median_ms(
                lambda: class_ids(net.heads['segmentation'](z), (h, w)), repeats),
-           'fpn': _median_ms(lambda: det.fpn(mdeq_to_fpn_levels(z)), repeats),
-           'rpn': _median_ms(lambda: det.rpn(images, feats), repeats),
-           'box_head': _median_ms(lambda: det.roi_heads(feats, proposals, images.image_sizes),
-                                  repeats),
-           'detection': _median_ms(lambda: det(z), repeats),
-           'pose': _median_ms(lambda: net.perceive(z, heads=['pose'], person_boxes=persons),
-                              repeats),
-           'all_heads': _median_ms(all_heads, repeats)}
+           'fpn': median_ms(lambda: det.fpn(mdeq_to_fpn_levels(z)), repeats),
+           'rpn': median_ms(lambda: det.rpn(images, feats), repeats),
+           'box_head': median_ms(lambda: det.roi_heads(feats, proposals, images.image_sizes),
+                                 repeats),
+           'detection': median_ms(lambda: det(z), repeats),
+           'pose': median_ms(lambda: net.perceive(z, heads=['pose'], person_boxes=persons),
+                             repeats),
+           'all_heads': median_ms(all_heads, repeats)}
     out['cost_ratio'] = (out['backbone'] + out['all_heads']) / (out['backbone']
                                                                 + out['segmentation'])
     return out

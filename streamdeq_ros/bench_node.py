@@ -25,9 +25,6 @@ table is printed; ``overhead`` = node_ms / in_process_ms - 1.
 """
 import json
 import os
-import random
-import signal
-import subprocess
 import sys
 import time
 
@@ -35,7 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .executables import executable
+from .harness import private_domain_env, profile_path, start_node, stop_node
 from .models import resolve_checkpoint
 
 TOPIC = '/streamdeq_bench_node/image'
@@ -54,37 +51,6 @@ def bench_frames(width: int, height: int, n: int, seed: int = 0) -> list:
                    for f in clip.frames]
         k += 1
     return frames[:n]
-
-
-def start_node(cameras, params: dict, env=None, log=None) -> subprocess.Popen:
-    """Start ``streamdeq_node`` on ``cameras`` with ``params`` (name -> value).
-
-    ``log``: a file that gets the node's stdout and stderr (default: discarded).
-    """
-    args = [executable('streamdeq_node'), '--ros-args', '-p',
-            'cameras:=[%s]' % ', '.join(cameras)]
-    args += [a for k, v in params.items() for a in ('-p', '%s:=%s' % (k, v))]
-    if log is None:
-        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=env)
-    with open(log, 'ab') as out:           # the child keeps its own descriptor
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-
-def stop_node(proc: subprocess.Popen):
-    """Stop the node with SIGINT (as Ctrl-C does) and wait for it."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def private_domain_env() -> dict:
-    """Return an environment with a ROS_DOMAIN_ID of its own on localhost."""
-    return dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 200)),
-                ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
 
 
 def _run_size(width, height, args, checkpoint):
@@ -230,7 +196,6 @@ def run(args) -> int:
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    from .bench_dds import profile_path
     checkpoint = resolve_checkpoint(args.checkpoint)
     os.environ.update(private_domain_env())
     # both ends with the Fast DDS profile for large frames, as perception.launch.py sets it

@@ -29,7 +29,7 @@ def _child(argv) -> int:
     from .data.street import CLASSES, PALETTE
     from .model.mdeq import get_config
     from .model.network import StreamDEQNet
-    from .train import _batch, head_specs, TrainStep
+    from .train import device_batch, head_specs, TrainStep
     cfg, h, w, batch, steps, warmup, unroll, threads, device, out = argv
     d = distributed.setup(device)
     try:
@@ -47,7 +47,7 @@ def _child(argv) -> int:
         items = [data[i] for i in range(local)]
 
         def step():
-            images, masks, _ = _batch(items, net, d.device, False)
+            images, masks, _ = device_batch(items, net, d.device, False)
             loss = sum(model(images, masks, None, int(unroll), False).values())
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from .executables import executable
+from .harness import start_node
 
 TOPIC = '/streamdeq_demo/image'
 
@@ -62,12 +63,12 @@ def run(args) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     switch_at = args.switch_at or args.frames // 2
-    node = subprocess.Popen([executable('streamdeq_node'), '--ros-args', '-p',
-                             'cameras:=[%s]' % TOPIC, '-p', 'iters:=%d' % args.iters]
-                            + (['-p', 'checkpoint:=%s' % args.checkpoint]
-                               if args.checkpoint else [])
-                            + (['-p', 'input_size:=[%d,%d]' % tuple(args.input_size)]
-                               if args.input_size else []))
+    params = {'iters': args.iters}
+    if args.checkpoint:
+        params['checkpoint'] = args.checkpoint
+    if args.input_size:
+        params['input_size'] = '[%d,%d]' % tuple(args.input_size)
+    node = start_node([TOPIC], params, log=None)          # its log is the user's to read
     source = None
     rclpy.init()
     client = Node('streamdeq_demo')

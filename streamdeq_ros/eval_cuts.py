@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .cuts import CutDetector
 from .data.clips import LabelledClip, street_clips
-from .evaluate import _scorers, _tasks, score_state
+from .evaluate import new_scorers, score_state, scored_tasks
 from .metrics import METRIC_NAMES
 from .model.checkpoint import CheckpointError, load_net
 from .models import resolve_checkpoint
@@ -107,9 +107,10 @@ def run(args) -> int:
     classes = list(card['heads']['segmentation']['classes'])
     solver = card.get('inference', {}).get('solver', 'unroll')
     n = int(card.get('inference', {}).get('single_frame_iters', 20))
-    tasks = _tasks(net, cut_clips)
+    tasks = scored_tasks(net, cut_clips)
     runs = [(rule, m) for m in args.iters for rule in RULES] + [('single-frame', n)]
-    scores = {(r, m, k): _scorers(net, tasks, classes) for r, m in runs for k in range(args.after)}
+    scores = {(r, m, k): new_scorers(net, tasks, classes)
+              for r, m in runs for k in range(args.after)}
     bar = tqdm(total=len(runs) * len(cut_clips), desc='cuts', unit='stream')
     for clip in cut_clips:
         for rule, m in runs:

@@ -27,8 +27,7 @@ with segmentation only) and ``<metric>_vs_offset.png``; ``--readme`` then also r
 README's tasks block.
 """
 import os
-import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from tqdm import tqdm
 from . import distributed
 from .data.clips import frame_targets, LabelledClip
 from .metrics import (DetectionScore, METRIC_NAMES, POSE_DET_IOU, POSE_DET_SCORE, PoseScore,
-                      SegmentationScore)
+                      seconds_per_frame, SegmentationScore)
 from .model.heads.segmentation import class_ids
 from .model.network import HEADS
 from .reports import README_TASKS, table_markdown, update_readme, write_reports
@@ -50,13 +49,14 @@ def _stack(clips: Sequence[LabelledClip], index_from_end: int, device) -> torch.
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).to(device)
 
 
-def _tasks(net, clips: Sequence[LabelledClip]) -> List[str]:
+def scored_tasks(net, clips: Sequence[LabelledClip]) -> List[str]:
     """Return the heads of ``net`` that ``clips`` have labels for (boxes, joints: generated)."""
     labelled = all('labels' in c.meta for c in clips)
     return [t for t in HEADS if t in net.heads and (t == 'segmentation' or labelled)]
 
 
-def _scorers(net, tasks, class_names) -> Dict:
+def new_scorers(net, tasks, class_names) -> Dict:
+    """Return fresh accumulators (metric name -> score) for the scored ``tasks`` of ``net``."""
     out = {}
     if 'segmentation' in tasks:
         out['miou'] = SegmentationScore(net.heads['segmentation'].num_classes, class_names)
@@ -133,7 +133,7 @@ def stream_scores(net, clips: Sequence[LabelledClip], iters: Sequence[int],
     (mIoU). ``baseline`` holds the single-frame N result of every metric.
     """
     device = net.mean.device
-    tasks = _tasks(net, clips)
+    tasks = scored_tasks(net, clips)
     if not tasks:
         raise ValueError('nothing to score: the network has no head these clips have labels for')
     max_off = max(offsets)
@@ -142,7 +142,7 @@ def stream_scores(net, clips: Sequence[LabelledClip], iters: Sequence[int],
             raise ValueError('clip %s has its label at frame %d; offset %d needs %d earlier '
                              'frames' % (c.name, c.labelled_index, max_off, max_off))
     runs = [(m, t) for m in iters for t in offsets] + [('baseline', 0)]
-    scores = {run: _scorers(net, tasks, class_names) for run in runs}
+    scores = {run: new_scorers(net, tasks, class_names) for run in runs}
     residuals = {run: [] for run in runs}
     batches = [clips[i:i + batch_size] for i in range(0, len(clips), batch_size)]
     bar = tqdm(total=len(runs) * len(batches), desc='stream eval (%s)' % solver,
@@ -178,25 +178,6 @@ def stream_scores(net, clips: Sequence[LabelledClip], iters: Sequence[int],
         out['per_class'] = out['metrics']['miou']['per_class']
         out['baseline']['per_class'] = out['baseline']['per_class_miou']
     return out
-
-
-def seconds_per_frame(one: Callable[[torch.Tensor], None], clip: LabelledClip, frames: int,
-                      device: torch.device) -> float:
-    """Time ``one(frame)`` on ``frames`` frames of ``clip`` (uint8 (1, 3, H, W)), one at a time.
-
-    The first frame is a warm-up, not timed; on CUDA the device is synchronised around the run.
-    """
-    seq = [torch.from_numpy(clip.frames[i % len(clip.frames)]).permute(2, 0, 1)[None]
-           for i in range(frames + 1)]
-    one(seq[0])
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for img in seq[1:]:
-        one(img)
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / frames
 
 
 def measure_fps(net, clip: LabelledClip, iters: int, solver: str, frames: int = 20,

@@ -6,7 +6,7 @@ pipeline and the sessions use one: ``backbone`` (``inject``, ``f``, ``zeros``,
 iteration loop, warm start, tolerance, deadline and partial results stay in
 :class:`~streamdeq_ros.stream.StreamSession`, so ``iters`` stays live. States are torch CPU
 tensors shared with onnxruntime as numpy views. Graphs come from a directory that
-:func:`~streamdeq_ros.export.export_onnx` wrote, or are exported once into a cache directory
+:func:`~streamdeq_ros.onnx_export.export_onnx` wrote, or are exported once into a cache directory
 keyed by the checkpoint's hash (:func:`ort_net`). A directory is trusted only when its
 ``card.json`` reads, is of this format and every graph file has the size and sha256 it lists
 (:func:`export_problem`); a cached one that fails is exported again, and the ``.tmp``
@@ -22,9 +22,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from .export import export_onnx, FORMAT, graph_files, output_names
 from .model.checkpoint import file_sha256, load_net
 from .model.network import Perception
+from .onnx_export import export_onnx, FORMAT, graph_files, output_names
 
 PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
 

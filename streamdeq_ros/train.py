@@ -43,15 +43,13 @@ and ``--val-size full`` (whole 1024x2048 frames).
 """
 import argparse
 import contextlib
-import csv
 import functools
-import json
 import math
 import os
 import shlex
 import sys
 import time
-from typing import Dict, Tuple
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +70,7 @@ from .model.mdeq import CONFIGS
 from .model.network import HEADS, IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
 from .model.official import load_official
 from .model.solvers import broyden, unroll
+from .training import cosine_schedule, open_train_log, resume_training, write_model
 
 VARIANTS = ('sur', 'ur', 'il')
 
@@ -251,50 +250,6 @@ def init_from(net: StreamDEQNet, path: str) -> str:
     return 'initialised %d of %d tensors from %s' % (len(shared), len(own), path)
 
 
-def cosine_schedule(opt: torch.optim.Optimizer, steps: int):
-    """Return the cosine decay of ``opt``'s learning rate to 0 over ``steps`` (then flat)."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-
-
-def resume_training(path: str, net, opt, sched, prog: str) -> Tuple[int, Dict]:
-    """Load the weights, optimiser and scheduler of checkpoint ``path``.
-
-    Return (step, metrics with its ``history`` list); a file that does not fit stops ``prog``
-    with one sentence.
-    """
-    try:
-        blob = read_checkpoint(path)
-        net.load_state_dict(blob['state_dict'])
-        opt.load_state_dict(blob['optimizer'])
-        sched.load_state_dict(blob['scheduler'])
-    except (CheckpointError, KeyError, RuntimeError, ValueError) as exc:
-        raise SystemExit('%s: cannot resume from %s: %s' % (prog, path, exc))
-    metrics = dict(blob['card'].get('metrics', {}))
-    metrics['history'] = list(metrics.get('history', []))
-    return int(blob['step']), metrics
-
-
-def open_train_log(out: str, step: int, header):
-    """Open ``out``/train_log.csv: new (with ``header``) at step 0, else appended to."""
-    path = os.path.join(out, 'train_log.csv')
-    new = not os.path.exists(path) or step == 0
-    fh = open(path, 'w' if new else 'a', newline='')
-    writer = csv.writer(fh)
-    if new:
-        writer.writerow(header)
-    return fh, writer
-
-
-def write_model(out: str, net, card: Dict):
-    """Write the final ``model.pt`` (weights + card) and ``model_card.json`` into ``out``."""
-    path = os.path.join(out, 'model.pt')
-    save_checkpoint(path, net.eval(), card)
-    with open(os.path.join(out, 'model_card.json'), 'w') as fh:
-        json.dump(card, fh, indent=1)
-    print('wrote %s' % path)
-
-
 def _card(args, classes, palette, height, width, step, metrics, command) -> Dict:
     return {
         'name': os.path.basename(os.path.normpath(args.out)),
@@ -342,7 +297,8 @@ def _to(targets, device):
     return [{k: v.to(device) for k, v in t.items()} for t in targets]
 
 
-def _batch(items, net: StreamDEQNet, device, channels_last: bool):
+def device_batch(items, net: StreamDEQNet, device, channels_last: bool):
+    """Stack ``items`` as normalised images, masks and targets (if any) on ``device``."""
     images = torch.stack([it[0] for it in items]).to(device, non_blocking=True)
     images = net.normalize(images)
     if channels_last:
@@ -446,7 +402,7 @@ def _train(args, d: distributed.Dist) -> int:
     while step < stop_at:
         sampler.set_position(*divmod(step, sampler.batches))
         for items in loader:
-            images, masks, targets = _batch(items, net, d.device, args.channels_last)
+            images, masks, targets = device_batch(items, net, d.device, args.channels_last)
             # the same draw on every rank: a pure function of (seed, step)
             k = draw_unrolls(args.variant, step, args.seed, args.unroll)
             implicit = args.variant == 'il' and step >= args.pretrain_steps

@@ -7,7 +7,6 @@ and three cameras sending faster than the node still each get their turn.
 """
 import json
 import signal
-import subprocess
 import time
 
 import numpy as np
@@ -24,7 +23,7 @@ from vision_msgs.msg import Detection2DArray
 
 from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
-from streamdeq_ros.executables import executable
+from streamdeq_ros.harness import start_node
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
 from streamdeq_ros.pipeline import FramePipeline
@@ -88,11 +87,8 @@ def ros():
 
 
 def test_batched_cameras_match_separate_sessions_and_keep_their_turns(ros):
-    proc = subprocess.Popen(
-        [executable('streamdeq_node'), '--ros-args', '-p', 'cameras:=[%s]' % ', '.join(CAMS),
-         '-p', 'checkpoint:=%s' % MODEL, '-p', 'input_qos:=reliable', '-p', 'iters:=2',
-         '-p', 'max_batch:=3', '-p', 'batch_wait_ms:=400'],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_node(CAMS, {'checkpoint': MODEL, 'input_qos': 'reliable', 'iters': 2,
+                             'max_batch': 3, 'batch_wait_ms': 400})
     c = _Client()
     net, card = load_net(MODEL)
     pipeline = FramePipeline(net, card)

@@ -6,7 +6,6 @@ settings, then compares every published number. A segmentation-only checkpoint a
 detection or keypoint topics.
 """
 import signal
-import subprocess
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
-from streamdeq_ros.executables import executable
+from streamdeq_ros.harness import start_node
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
 from streamdeq_ros.pipeline import FramePipeline
@@ -28,7 +27,6 @@ from streamdeq_ros.ros.image_conv import fill_image
 from streamdeq_ros.tracking import IoUTracker
 from test_messages import read_points
 
-BIN = executable('streamdeq_node')
 CAM = '/heads_test/cam'
 MULTI = bundled_checkpoint('multi_tiny_sur')
 SETTINGS = {'iters': 2, 'partial_iters': 1, 'score_threshold': 0.3}
@@ -37,10 +35,7 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 
 
 def _node(checkpoint):
-    args = [BIN, '--ros-args', '-p', 'cameras:=[%s]' % CAM, '-p', 'input_qos:=reliable',
-            '-p', 'checkpoint:=%s' % checkpoint]
-    args += [a for k, v in SETTINGS.items() for a in ('-p', '%s:=%s' % (k, v))]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return start_node([CAM], dict(SETTINGS, input_qos='reliable', checkpoint=checkpoint))
 
 
 def _frame(rgb, sec):

@@ -23,9 +23,9 @@ import torch
 from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.executables import executable
-from streamdeq_ros.export import export_onnx
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
+from streamdeq_ros.onnx_export import export_onnx
 from streamdeq_ros.ort_backend import export_problem, ort_net, OrtNet
 from streamdeq_ros.pipeline import FramePipeline
 from streamdeq_ros.ros.image_conv import fill_image
