@@ -32,6 +32,7 @@ from .cuts import CutDetector
 from .data.clips import LabelledClip, street_clips
 from .evaluate import new_scorers, score_state, scored_tasks
 from .metrics import METRIC_NAMES
+from .model.card import card_solver
 from .model.checkpoint import CheckpointError, load_net
 from .models import resolve_checkpoint
 from .stream import StreamSession
@@ -105,7 +106,7 @@ def run(args) -> int:
     cut_clips = street_clips(args.clips, h, w, seed=args.seed, split='val', cut_at=args.cut)
     clean = street_clips(args.clips, h, w, seed=args.seed + 1, split='val')
     classes = list(card['heads']['segmentation']['classes'])
-    solver = card.get('inference', {}).get('solver', 'unroll')
+    solver = card_solver(card)
     n = int(card.get('inference', {}).get('single_frame_iters', 20))
     tasks = scored_tasks(net, cut_clips)
     runs = [(rule, m) for m in args.iters for rule in RULES] + [('single-frame', n)]

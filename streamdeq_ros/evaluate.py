@@ -38,8 +38,10 @@ from . import distributed
 from .data.clips import frame_targets, LabelledClip
 from .metrics import (DetectionScore, METRIC_NAMES, POSE_DET_IOU, POSE_DET_SCORE, PoseScore,
                       seconds_per_frame, SegmentationScore)
+from .model.card import card_solver
 from .model.heads.segmentation import class_ids
 from .model.network import HEADS
+from .model.solvers import SOLVERS
 from .reports import README_TASKS, table_markdown, update_readme, write_reports
 from .stream import StreamSession
 
@@ -213,7 +215,7 @@ def parse_model_spec(spec: str):
     name, rest = spec.split('=', 1)
     parts = rest.split(':')
     # official:FILE[:CONFIG] is one checkpoint name: it runs up to the solver
-    cut = next((i for i in range(2, len(parts)) if parts[i] in ('unroll', 'broyden', '')),
+    cut = next((i for i in range(2, len(parts)) if parts[i] in tuple(SOLVERS) + ('',)),
                len(parts)) if parts[0] == 'official' else 1
     path, parts = ':'.join(parts[:cut]), [None] + parts[cut:]
     solver = parts[1] if len(parts) > 1 and parts[1] else None
@@ -221,8 +223,8 @@ def parse_model_spec(spec: str):
         n = int(parts[2]) if len(parts) > 2 and parts[2] else None
     except ValueError:
         raise ValueError('N in --model %r must be an integer, got %r' % (spec, parts[2])) from None
-    if solver is not None and solver not in ('unroll', 'broyden'):
-        raise ValueError('solver in --model %r must be unroll or broyden' % spec)
+    if solver is not None and solver not in SOLVERS:
+        raise ValueError('solver in --model %r must be %s' % (spec, ' or '.join(SOLVERS)))
     if not name or not path:
         raise ValueError('--model needs NAME=PATH[:SOLVER[:N]], got %r' % spec)
     return name, path, solver, n
@@ -318,7 +320,7 @@ def _run(args, d: distributed.Dist) -> int:
         if 'segmentation' not in net.heads:
             raise SystemExit('streamdeq eval: %s has no segmentation head' % path)
         inf = card.get('inference', {})
-        nets[name] = (net, card, solver or inf.get('solver', 'unroll'),
+        nets[name] = (net, card, solver or card_solver(card),
                       n or int(inf.get('single_frame_iters', 20)), path)
     from .peers import load_peer, peer_frame_ms, peer_scores
     peers, peer_paths = {}, {}

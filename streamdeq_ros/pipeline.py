@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from .cuts import CutDetector
+from .model.card import card_solver
 from .model.heads.segmentation import class_ids
 from .model.network import HEADS, StreamDEQNet
-from .stream import (BATCH_SOLVERS, DeadlinePlanner, FrameResult, IterationBudget,
-                     NonFiniteStateError, PartialResult, step_batch, StreamSession)
+from .model.solvers import BATCH_SOLVERS
+from .stream import (DeadlinePlanner, FrameResult, IterationBudget, NonFiniteStateError,
+                     PartialResult, step_batch, StreamSession)
 from .tracking import IoUTracker
 
 MASK_RESOLUTIONS = ('input', 'network')
@@ -160,7 +162,7 @@ class FramePipeline:
                              % (stride, w, h))
         self.input_size = (int(h), int(w))
         #: the solver the model card names (the node's ``solver: ''``)
-        self.card_solver = card.get('inference', {}).get('solver', 'unroll')
+        self.card_solver = card_solver(card)
         self.solver = self.solver_for(solver)
         self.budget = budget or IterationBudget()
         #: costs of the predictive deadline rule, shared by every session of this network

@@ -25,13 +25,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import torch
 from torch.nn.utils import parametrize
 
-from .model.solvers import SOLVERS, unroll_batch
+from .model.solvers import BATCH_SOLVERS, SOLVERS
 
 Readout = Callable[[List[torch.Tensor]], Any]
 #: how a frame's deadline ends its iterations (see :class:`IterationBudget`)
 DEADLINE_RULES = ('predictive', 'reactive')
-#: the solvers :func:`step_batch` can run for several streams at once
-BATCH_SOLVERS = ('unroll',)
 
 
 class NonFiniteStateError(RuntimeError):
@@ -376,6 +374,9 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
         if s.solver not in BATCH_SOLVERS:
             raise ValueError('step_batch: stream %r uses solver %r; batched solving needs '
                              '%s' % (s.name, s.solver, ' or '.join(BATCH_SOLVERS)))
+        if s.solver != first.solver:
+            raise ValueError('step_batch: stream %r uses solver %r, stream %r %r: one batch '
+                             'runs one solver' % (s.name, s.solver, first.name, first.solver))
     t0 = time.perf_counter()
     budget = first.budget.with_iters(iters)
     clock = _Clock(budget, first.planner, started, len(sessions))
@@ -405,8 +406,8 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
             return clock.stop()
 
         clock.begin()
-        result = unroll_batch(lambda z: backbone.f(z, u), z0, budget.iters, tol=budget.tol,
-                              callback=callback)
+        result = BATCH_SOLVERS[first.solver](lambda z: backbone.f(z, u), z0, budget.iters,
+                                             tol=budget.tol, callback=callback)
         solve_end = time.perf_counter()
         latency = (solve_end - t0) * 1e3
         out: List[Union[FrameResult, NonFiniteStateError]] = []

@@ -10,7 +10,7 @@ groups, ``classes`` that is a number) is refused with the field's name and what 
 from numbers import Number
 from typing import Any, List, Mapping
 
-from .solvers import SOLVERS
+from .solvers import DEFAULT_SOLVER, SOLVERS
 
 #: head name -> the count field that sizes it and the name list that must match that count
 HEAD_COUNTS = {'segmentation': ('num_classes', 'classes'), 'detection': ('num_classes', 'classes'),
@@ -162,10 +162,16 @@ def card_problems(card: Any) -> List[str]:
     inference = card.get('inference', {})
     if not isinstance(inference, Mapping):
         out.append("its 'inference' is %s, not a dict" % _show(inference))
-    elif inference.get('solver', 'unroll') not in SOLVERS:
+    elif inference.get('solver', DEFAULT_SOLVER) not in SOLVERS:
         out.append("inference 'solver' must be one of %s, got %s"
                    % (', '.join(repr(s) for s in SOLVERS), _show(inference['solver'])))
     return out
+
+
+def card_solver(card: Mapping) -> str:
+    """Return the solver the card's model runs by default (``inference.solver``)."""
+    inference = card.get('inference')
+    return (inference.get('solver') if isinstance(inference, Mapping) else None) or DEFAULT_SOLVER
 
 
 def trained_on(card: Mapping) -> str:

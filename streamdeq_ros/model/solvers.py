@@ -218,7 +218,14 @@ def unroll_batch(f: Callable[[State], State], z0: Sequence[torch.Tensor], max_it
     return BatchSolverResult(z=z, residuals=residuals, iters=iters, converged=converged)
 
 
+#: the one registry of solvers: name -> solve(f, z0, max_iter, tol, callback). Every choice
+#: of a solver (model cards, the node's ``solver`` parameter, ``streamdeq eval --model``,
+#: the benches) is checked against it.
 SOLVERS = {'unroll': unroll, 'broyden': broyden}
+#: the solvers that can solve several streams in one batch: name -> batched solve
+BATCH_SOLVERS = {'unroll': unroll_batch}
+#: a model card that names no solver
+DEFAULT_SOLVER = 'unroll'
 
 
 def solve(name: str, f, z0, max_iter: int, tol: Optional[float] = None,

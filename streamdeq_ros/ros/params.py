@@ -22,6 +22,8 @@ import math
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ..model.solvers import SOLVERS
+
 MODEL_SIZE = [0, 0]
 
 
@@ -125,8 +127,9 @@ PARAMS: List[Param] = [
           detail=lambda: '%d here' % usable_cores()),
     Param('iters', 2, 'solver iterations per frame (applies from the next frame)',
           num_range=(1, 100)),
-    Param('solver', '', "'unroll', 'broyden' or '' (the model card's: unroll for the bundled "
-          'models, broyden for official MDEQ imports)', choices=('', 'unroll', 'broyden')),
+    Param('solver', '', "%s or '' (the model card's: unroll for the bundled models, broyden "
+          'for official MDEQ imports)' % ', '.join(repr(s) for s in SOLVERS),
+          choices=('',) + tuple(SOLVERS)),
     Param('tol', 0.0, 'stop a frame early below this relative residual (0: off)',
           num_range=(0.0, 1.0)),
     Param('deadline_ms', 0.0, 'per-frame time budget in ms; 0: off, else iterations follow '
