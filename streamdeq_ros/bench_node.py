@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .backends import BACKENDS
 from .harness import private_domain_env, profile_path, start_node, stop_node
 from .models import resolve_checkpoint
 
@@ -63,20 +64,15 @@ def _run_size(width, height, args, checkpoint):
 
     import torch
 
+    from .backends import open_net
     from .cuts import CutDetector
-    from .model.checkpoint import load_net
     from .pipeline import FramePipeline
     from .ros.image_conv import fill_image
     from .tracking import IoUTracker
 
     device = 'cuda' if torch.cuda.is_available() else 'cpu'     # what the node's 'auto' picks
-    if args.backend == 'onnxruntime':
-        from .ort_backend import ort_net
-        net, card = ort_net(checkpoint)
-        device = 'onnxruntime (%s)' % ', '.join(net.providers)
-    else:
-        net, card = load_net(checkpoint, device)
     size = tuple(args.input_size) if args.input_size else None
+    net, card, device = open_net(checkpoint, args.backend, device, size)
     pipeline = FramePipeline(net, card, input_size=size, solver=args.solver or None)
     session, tracker, cuts = pipeline.new_session('in-process'), IoUTracker(), CutDetector()
     # the heads the node reads for the subscribed topics (class mask only: segmentation)
@@ -176,7 +172,7 @@ def add_arguments(p):
     p.add_argument('--input-size', type=int, nargs=2, default=None, metavar=('H', 'W'),
                    help="the network's input size, in the node and in-process (default the "
                         "card's)")
-    p.add_argument('--backend', default='torch', choices=['torch', 'onnxruntime'],
+    p.add_argument('--backend', default='torch', choices=BACKENDS,
                    help='the network runtime, in the node and in-process')
     p.add_argument('--frames', type=int, default=60, help='measured frames per run')
     p.add_argument('--warmup', type=int, default=10, help='frames before measuring')

@@ -30,12 +30,12 @@ from .image_conv import (compressed_to_rgb, fill_image, image_to_rgb, ImageError
                          read_compressed, read_image)
 from .messages import detections_msg, keypoints_cloud, label_info
 from .shutdown import init_with_stop_flag, spin_until_stopped
+from ..backends import open_net
 from ..cuts import CutDetector
 from ..model.card import describe
-from ..model.checkpoint import CheckpointError, clause, load_net
+from ..model.checkpoint import CheckpointError, clause
 from ..models import resolve_checkpoint
 from ..monitor import StreamMonitor
-from ..ort_backend import ort_net
 from ..pipeline import FrameOutput, FramePipeline
 from ..stream import IterationBudget, NonFiniteStateError
 from ..threads import CpuMeter, ThreadPolicy, WAIT_POLICY
@@ -213,11 +213,7 @@ class StreamDEQNode(LifecycleNode):
             path = resolve_checkpoint(self.cfg['checkpoint'])
             size = self.cfg['input_size']
             size = None if size == P.MODEL_SIZE else tuple(size)
-            if self.cfg['backend'] == 'onnxruntime':
-                net, card = ort_net(path, size, self.policy.threads)
-                dev = 'onnxruntime (%s)' % ', '.join(net.providers)
-            else:
-                net, card = load_net(path, dev)
+            net, card, dev = open_net(path, self.cfg['backend'], dev, size, self.policy.threads)
             budget = IterationBudget(self.cfg['iters'], self.cfg['tol'] or None,
                                      self.cfg['deadline_ms'], self.cfg['deadline_rule'])
             pipeline = FramePipeline(net, card, size, self.cfg['solver'] or None, budget)

@@ -22,6 +22,7 @@ import math
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ..backends import BACKENDS
 from ..model.solvers import SOLVERS
 
 MODEL_SIZE = [0, 0]
@@ -115,7 +116,7 @@ PARAMS: List[Param] = [
           'real cameras")', True),
     Param('backend', 'torch', "'torch' (eager PyTorch) or 'onnxruntime' (the graphs of "
           '`streamdeq export`, exported once into ~/.cache/streamdeq_ros; CUDA provider when '
-          'available)', True, ('torch', 'onnxruntime')),
+          'available)', True, BACKENDS),
     Param('device', 'auto', "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'", True,
           check=_device_ok, rule="'auto', 'cpu', 'cuda' or 'cuda:N'"),
     Param('input_size', MODEL_SIZE, 'network input [height, width], multiples of 32; '
