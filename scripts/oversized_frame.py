@@ -1,4 +1,4 @@
-"""Memory of the node when one oversized raw frame arrives (README "Large frames over DDS").
+"""Memory of the node when one oversized raw frame arrives (docs/dds.md).
 
 Starts ``streamdeq_node`` on a private ROS domain, sends five small frames, then one 8000x8000
 rgb8 frame (192 MB, over ``max_input_pixels``) reliably, waits until /diagnostics counts it

@@ -3,7 +3,8 @@
 For each load (0, 1, 2 outside ``while True: pass`` processes) and each OMP_WAIT_POLICY
 (unset, PASSIVE), runs one child process per thread count that streams 30 frames of 640x480
 through FramePipeline (iters 2, segmentation read) and prints the median and p95 frame time and
-the median process CPU time per frame. Rounds are interleaved. README "A busy computer".
+the median process CPU time per frame. Rounds are interleaved. docs/benchmarks.md "A busy
+computer".
 Usage: .venv/bin/python scripts/solver_threads_under_load.py [--rounds 2] [--frames 30]
 """
 import argparse

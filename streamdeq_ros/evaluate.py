@@ -23,8 +23,8 @@ Outputs in ``--out``: ``results.json``, ``curves.csv`` (model, M, offset, mIoU),
 single-frame baseline), and ``miou_vs_offset.png`` (one panel per model, a curve per M,
 baselines dashed). With detection or pose heads also ``metrics.csv`` (model, metric, M,
 offset, value), ``tasks_table.md`` (model x M -> every metric, frames/s with all heads and
-with segmentation only) and ``<metric>_vs_offset.png``; ``--readme`` then also rewrites the
-README's tasks block.
+with segmentation only) and ``<metric>_vs_offset.png``; ``--readme FILE`` then also rewrites the
+tasks block of FILE (this project keeps both blocks in ``docs/evaluation.md``).
 """
 import os
 from typing import Dict, List, Optional, Sequence

@@ -5,8 +5,8 @@ only runs as fast as its slowest member: every parallel region of every convolut
 barrier, and a team thread that the kernel has descheduled for another process holds the whole
 team there for a time slice (with libgomp's default wait policy the waiting threads spin).
 On 2 cores with 2 busy processes beside it, the default model's frame took 130 ms with 2
-threads and 73 ms with 1 (``scripts/solver_threads_under_load.py``, README "A busy
-computer"); on an idle machine 2 threads were the faster (33 against 42 ms). No fixed count
+threads and 73 ms with 1 (``scripts/solver_threads_under_load.py``, docs/benchmarks.md
+"A busy computer"); on an idle machine 2 threads were the faster (33 against 42 ms). No fixed count
 is right for both, and trying the wrong one is dear: under that load a single frame at 2
 threads took 0.1 to 1 s. So :class:`ThreadPolicy` measures two things:
 

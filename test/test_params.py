@@ -87,6 +87,6 @@ def test_every_refusal_of_a_start_up_set_is_listed():
 
 def test_the_readme_parameter_table_is_the_table():
     from streamdeq_ros.ros.params import markdown_table
-    with open(os.path.join(os.path.dirname(CONFIG), '..', 'README.md')) as fh:
+    with open(os.path.join(os.path.dirname(CONFIG), '..', 'docs', 'ros_node.md')) as fh:
         assert markdown_table() in fh.read(), 'regenerate: python -m streamdeq_ros.ros.params ' \
             '--markdown'

@@ -3,7 +3,7 @@ import numpy as np
 
 from streamdeq_ros.threads import ladder, ThreadPolicy
 
-# ms per iteration, as measured on this machine with the default model (README "A busy
+# ms per iteration, as measured on this machine with the default model (docs/benchmarks.md "A busy
 # computer"): idle, 2 threads are the faster; with 2 busy processes, 1 thread is. The cores
 # left for the node (CpuMeter) are about 1.9 idle and 0.6 beside two busy processes.
 COSTS = {'idle': {1: 12.0, 2: 10.0}, 'busy': {1: 20.0, 2: 40.0}}

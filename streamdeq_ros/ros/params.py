@@ -112,8 +112,7 @@ PARAMS: List[Param] = [
     Param('input_depth', 1, 'subscription queue depth (1: always the newest frame)', True,
           num_range=(1, 100)),
     Param('checkpoint', '', "the model: '' = the bundled default, a bundled name, a file, a "
-          'model folder or official:FILE[:small|large|xl] (README "Official MDEQ models on '
-          'real cameras")', True),
+          'model folder or official:FILE[:small|large|xl] (docs/official_models.md)', True),
     Param('backend', 'torch', "'torch' (eager PyTorch) or 'onnxruntime' (the graphs of "
           '`streamdeq export`, exported once into ~/.cache/streamdeq_ros; CUDA provider when '
           'available)', True, BACKENDS),
@@ -122,8 +121,8 @@ PARAMS: List[Param] = [
     Param('input_size', MODEL_SIZE, 'network input [height, width], multiples of 32; '
           "[0, 0] = the model's", True, check=_input_size_ok,
           rule="[height, width] in positive multiples of 32, or [0, 0] for the model's size"),
-    Param('threads', 0, 'intra-op threads of the solver (0: adaptive, see README "A busy '
-          'computer"; N: exactly N)', check=lambda v: 0 <= v <= usable_cores(),
+    Param('threads', 0, 'intra-op threads of the solver (0: adaptive, see docs/benchmarks.md '
+          '"A busy computer"; N: exactly N)', check=lambda v: 0 <= v <= usable_cores(),
           rule='an integer from 0 to the number of cores this process may use',
           detail=lambda: '%d here' % usable_cores()),
     Param('iters', 2, 'solver iterations per frame (applies from the next frame)',
@@ -286,7 +285,7 @@ def config_yaml() -> str:
 
 
 def markdown_table() -> str:
-    """Return the README's parameter table (the same words as the yaml and the descriptors)."""
+    """Return the table of docs/ros_node.md (the same words as the yaml and the descriptors)."""
     rows = ['| parameter | default | allowed | change applies | |', '|---|---|---|---|---|']
     for p in PARAMS:
         rows.append('| `%s` | `%s` | %s | %s | %s |' % (
