@@ -6,58 +6,44 @@ processed is counted as skipped); a worker thread runs the model, so a fast came
 a backlog. Every output carries the input frame's header unchanged. The model math lives in
 :mod:`streamdeq_ros.pipeline`; this module converts, calls and publishes.
 """
-import json
 import queue
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 import torch
-from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from . import OMP_WAIT_POLICY, params as P
-from .image_conv import (compressed_to_rgb, fill_image, image_to_rgb, ImageError,
-                         read_compressed, read_image)
-from .messages import detections_msg, keypoints_cloud, label_info
+from .image_conv import (compressed_to_rgb, image_to_rgb, ImageError, read_compressed,
+                         read_image)
+from .intake import Camera, camera_prefix, Job, round_robin
+from .outputs import (create_camera_publishers, create_label_publishers, heads_for, MASK_USERS,
+                      publish_outputs, STAGES, wanted)
 from .shutdown import init_with_stop_flag, spin_until_stopped
+from .status import camera_diagnostics, status_message
 from ..backends import open_net
 from ..cuts import CutDetector
 from ..model.card import describe
 from ..model.checkpoint import CheckpointError, clause
 from ..models import resolve_checkpoint
 from ..monitor import StreamMonitor
-from ..pipeline import FrameOutput, FramePipeline
+from ..pipeline import FramePipeline
 from ..stream import IterationBudget, NonFiniteStateError
 from ..threads import CpuMeter, ThreadPolicy, WAIT_POLICY
 from ..tracking import IoUTracker
 
-#: per head: (publisher key, message type, topic under ~/[partial/][camera/])
-OUTPUTS = {'segmentation': [('class', Image, 'segmentation/class_mask'),
-                            ('color', Image, 'segmentation/color_mask')],
-           'detection': [('detections', Detection2DArray, 'detections')],
-           'pose': [('keypoints', PointCloud2, 'keypoints'),
-                    ('persons', Detection2DArray, 'keypoints/persons')]}
-#: the outputs that need the class mask
-MASK_USERS = {'class', 'color', 'overlay'}
-#: per output key, the heads it is read from (persons are the boxes the keypoints belong to)
-HEADS_OF = {'class': ('segmentation',), 'color': ('segmentation',),
-            'detections': ('detection',), 'persons': ('pose',), 'keypoints': ('pose',),
-            'overlay': ('segmentation', 'detection', 'pose')}
 #: solved frames (and partial results) waiting for the output thread; the worker waits when full
 OUTPUT_QUEUE = 4
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                     history=HistoryPolicy.KEEP_LAST)
 
 
 class StartupError(ValueError):
@@ -80,51 +66,10 @@ def _descriptor(p: P.Param) -> ParameterDescriptor:
                                additional_constraints=p.words())
 
 
-def camera_prefix(topic: str, count: int) -> str:
-    """Output namespace of a camera: '' for a single camera, else its topic as a name + '/'."""
-    if count == 1:
-        return ''
-    return topic.strip('/').replace('/', '_') + '/'
-
-
-class _Camera:
-
-    def __init__(self, topic: str, prefix: str):
-        self.topic, self.prefix = topic, prefix
-        self.session = None
-        self.tracker = None
-        self.cut: Optional[CutDetector] = None
-        self.sub = None
-        self.pending = None
-        self.pending_since = 0.0
-        self.reset_requested = False
-        self.received = self.processed = self.skipped = self.rejected = 0
-        self.over_deadline = self.over_deadline_at_one = 0
-        self.monitor: Optional[StreamMonitor] = None
-        self.read = read_image          # serialized bytes -> WireImage (read_compressed too)
-        self.pubs: Dict[str, object] = {}
-
-
-class _Job:
-    """One camera's frame on its way from the worker to the output thread."""
-
-    def __init__(self, cam, msg, rgb, t0: float, stages: Dict[str, float]):
-        self.cam, self.msg, self.rgb, self.t0, self.stages = cam, msg, rgb, t0, stages
-        self.result = None              # None: a partial result
-        self.out: Optional[FrameOutput] = None
-        self.batch = 1
-        self.queued = 0.0
-        self.published: List[str] = []  # keys of the partial outputs published
-        self.deadline = (0.0, '')       # deadline_ms and deadline_rule the frame was solved with
-        self.threads = 0                # the solver threads it was solved with
-
-    def partial(self, out: FrameOutput) -> '_Job':
-        """Return the job that publishes a partial result of this frame."""
-        job = _Job(self.cam, self.msg, self.rgb, self.t0, self.stages)
-        job.out = out
-        job.published = self.published
-        job.deadline = self.deadline
-        return job
+def budget_of(cfg) -> IterationBudget:
+    """Return the iteration budget the parameters ``cfg`` ask for (ValueError if none can)."""
+    return IterationBudget(cfg['iters'], cfg['tol'] or None, cfg['deadline_ms'],
+                           cfg['deadline_rule'])
 
 
 class StreamDEQNode(LifecycleNode):
@@ -151,7 +96,7 @@ class StreamDEQNode(LifecycleNode):
         # between parallel regions: on 2 cores the worker's model ran 2x slower (issue #12).
         torch.set_num_threads(1)
         self.pipeline: Optional[FramePipeline] = None
-        self.cams: List[_Camera] = []
+        self.cams: List[Camera] = []
         self.cond = threading.Condition()
         self.worker = None
         self.output = None
@@ -181,8 +126,7 @@ class StreamDEQNode(LifecycleNode):
         new = dict(self.cfg)
         new.update({c.name: P.coerce(c.name, c.value) for c in changes})
         try:
-            budget = IterationBudget(new['iters'], new['tol'] or None, new['deadline_ms'],
-                                     new['deadline_rule'])
+            budget = budget_of(new)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         with self.cond:
@@ -214,9 +158,8 @@ class StreamDEQNode(LifecycleNode):
             size = self.cfg['input_size']
             size = None if size == P.MODEL_SIZE else tuple(size)
             net, card, dev = open_net(path, self.cfg['backend'], dev, size, self.policy.threads)
-            budget = IterationBudget(self.cfg['iters'], self.cfg['tol'] or None,
-                                     self.cfg['deadline_ms'], self.cfg['deadline_rule'])
-            pipeline = FramePipeline(net, card, size, self.cfg['solver'] or None, budget)
+            pipeline = FramePipeline(net, card, size, self.cfg['solver'] or None,
+                                     budget_of(self.cfg))
             pipeline.self_test()        # weights that give NaN stop here, not at every frame
         except (CheckpointError, ValueError, ImportError) as exc:
             self.get_logger().error('cannot configure: %s' % clause(str(exc)))
@@ -228,25 +171,12 @@ class StreamDEQNode(LifecycleNode):
         self.pipeline = pipeline
         self.card, self.device = card, dev
         topics = list(self.cfg['cameras'])
-        self.cams = [_Camera(t, camera_prefix(t, len(topics))) for t in topics]
+        self.cams = [Camera(t, camera_prefix(t, len(topics))) for t in topics]
         tasks = self.pipeline.tasks
         for cam in self.cams:
-            for stage in ('', 'partial/'):
-                for task in tasks:              # a head the model lacks gets no topics at all
-                    for key, kind, name in OUTPUTS[task]:
-                        cam.pubs[stage + key] = self.create_publisher(
-                            kind, '~/' + stage + cam.prefix + name, 5)
-            cam.pubs['overlay'] = self.create_publisher(Image, '~/' + cam.prefix + 'overlay', 5)
-        header = Header(stamp=self.get_clock().now().to_msg())
-        self.label_pubs = []
-        for task, topic, names, first in (
-                ('segmentation', 'segmentation/label_info', self.pipeline.classes, 0),
-                ('detection', 'detections/label_info', self.pipeline.det_classes, 1),
-                ('pose', 'keypoints/label_info', self.pipeline.joints, 0)):
-            if task in tasks:
-                pub = self.create_publisher(LabelInfo, '~/' + topic, LATCHED)
-                pub.publish(label_info(names, first, header))
-                self.label_pubs.append(pub)
+            cam.pubs = create_camera_publishers(self, cam.prefix, tasks)
+        self.label_pubs = create_label_publishers(
+            self, pipeline, Header(stamp=self.get_clock().now().to_msg()))
         self.status_pub = self.create_publisher(String, '~/status', 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
@@ -338,7 +268,7 @@ class StreamDEQNode(LifecycleNode):
             torch.cuda.empty_cache()
 
     # -- frames -------------------------------------------------------------------------------
-    def _on_frame(self, cam: _Camera, raw: bytes):
+    def _on_frame(self, cam: Camera, raw: bytes):
         # the serialized bytes: header and sizes are read from them, the pixels stay a view
         # (never deserialized into a Python message; a frame too large is refused unread)
         try:
@@ -380,10 +310,7 @@ class StreamDEQNode(LifecycleNode):
                 if left <= 0:
                     break
                 self.cond.wait(timeout=left)
-        n = len(self.cams)
-        order = [k % n for k in range(self._turn, self._turn + n)
-                 if self.cams[k % n].pending is not None][:size]
-        self._turn = order[-1] + 1
+        order, self._turn = round_robin(self.cams, self._turn, size)
         now = time.monotonic()
         taken = []
         for i in order:
@@ -419,7 +346,7 @@ class StreamDEQNode(LifecycleNode):
                 for cam, _, _, _ in taken:
                     self._reject(cam, 'frame dropped: %s' % exc)
 
-    def _reject(self, cam: _Camera, reason: str):
+    def _reject(self, cam: Camera, reason: str):
         """Count a dropped frame of ``cam`` (total and recent) and log why (throttled)."""
         with self.cond:
             cam.rejected += 1
@@ -432,58 +359,6 @@ class StreamDEQNode(LifecycleNode):
         if now - self._last_warn > 2.0:
             self._last_warn = now
             self.get_logger().warn(text)
-
-    def _wanted(self, cam, stage: str) -> set:
-        """Return the output keys of ``stage`` ('' or 'partial/') someone subscribes to.
-
-        A camera's publishers are keyed ``stage + key``; the overlay exists for '' only.
-        """
-        keys = ('class', 'color', 'detections', 'persons', 'keypoints', 'overlay')
-        return {k for k in keys if stage + k in cam.pubs
-                and cam.pubs[stage + k].get_subscription_count() > 0}
-
-    def _publish(self, cam, stage: str, out: FrameOutput, header, rgb, times: Dict[str, float]
-                 ) -> List[str]:
-        """Build and publish the outputs someone subscribes to; return their keys.
-
-        The class mask is computed here (from the deferred logits) only when the class mask,
-        colour mask or overlay is wanted. ``times`` gets the milliseconds of the mask, of
-        building messages and of publishing them.
-        """
-        pubs = cam.pubs
-        wanted = self._wanted(cam, stage)
-        t0 = time.perf_counter()
-        if wanted & MASK_USERS:
-            self.pipeline.finish_mask(out)
-        t1 = time.perf_counter()
-        msgs = []
-        if out.mask is not None:
-            if 'class' in wanted:
-                msgs.append(('class', fill_image(Image(), out.mask, 'mono8', header)))
-            if 'color' in wanted:
-                msgs.append(('color', fill_image(Image(), self.pipeline.colorize(out.mask),
-                                                 'rgb8', header)))
-        if out.detections is not None and 'detections' in wanted:
-            d = out.detections
-            msgs.append(('detections', detections_msg(d.boxes, d.labels, d.scores, d.ids,
-                                                      header)))
-        if out.keypoints is not None:
-            p = out.persons
-            if 'persons' in wanted:
-                msgs.append(('persons', detections_msg(p.boxes, p.labels, p.scores, p.ids,
-                                                       header)))
-            if 'keypoints' in wanted:
-                msgs.append(('keypoints', keypoints_cloud(out.keypoints, p.ids, header)))
-        if 'overlay' in wanted:
-            msgs.append(('overlay', fill_image(Image(), self.pipeline.overlay(rgb, out), 'rgb8',
-                                               header)))
-        t2 = time.perf_counter()
-        for key, msg in msgs:
-            pubs[stage + key].publish(msg)
-        t3 = time.perf_counter()
-        for name, dt in (('mask', t1 - t0), ('messages', t2 - t1), ('publish', t3 - t2)):
-            times[name] = times.get(name, 0.0) + dt * 1e3
-        return [stage + k for k, _ in msgs]
 
     def _process(self, taken, cfg, busy: bool, threads: int):
         """Convert, solve and read the heads of a batch; queue the outputs for publishing.
@@ -505,23 +380,21 @@ class StreamDEQNode(LifecycleNode):
                 continue
             if cam.session is None:
                 continue
-            jobs.append(_Job(cam, msg, rgb, t0, {'wait': wait * 1e3,
-                                                 'convert': (time.perf_counter() - c0) * 1e3}))
+            jobs.append(Job(cam, msg, rgb, t0, {'wait': wait * 1e3,
+                                                'convert': (time.perf_counter() - c0) * 1e3}))
             jobs[-1].deadline = (cfg['deadline_ms'], cfg['deadline_rule'])
         if not jobs:
             return
-        wanted = {stage: set().union(*(self._wanted(j.cam, stage) for j in jobs))
-                  for stage in ('', 'partial/')}
-        partial = cfg['publish_partial'] and bool(wanted['partial/'])
+        want = {stage: set().union(*(wanted(j.cam.pubs, stage) for j in jobs))
+                for stage in STAGES}
+        partial = cfg['publish_partial'] and bool(want['partial/'])
         # only the heads that a subscribed output of the batch's cameras is read from
-        heads = {stage: [h for h in self.pipeline.tasks
-                         if any(h in HEADS_OF[k] for k in keys)]
-                 for stage, keys in wanted.items()}
+        heads = {stage: heads_for(self.pipeline.tasks, keys) for stage, keys in want.items()}
         kwargs = {'partial_at': [cfg['partial_iters']] if partial else [],
                   'mask_resolution': cfg['mask_resolution'],
                   'score_threshold': cfg['score_threshold'],
                   'heads': heads[''], 'partial_heads': heads['partial/'],
-                  'defer_masks': busy or not (wanted[''] | wanted['partial/']) & MASK_USERS}
+                  'defer_masks': busy or not (want[''] | want['partial/']) & MASK_USERS}
 
         def on_partial(i, out):
             self._queue(jobs[i].partial(out))
@@ -559,7 +432,7 @@ class StreamDEQNode(LifecycleNode):
             one = (ms('prepare', 0.0) + ms('heads', 0.0) + ms('solve', 0.0) / max(1, result.iters))
             self.policy.observe(threads, one / len(jobs), self.meter.available(time.monotonic()))
 
-    def _queue(self, job: '_Job'):
+    def _queue(self, job: Job):
         job.queued = time.perf_counter()
         self.outq.put(job)
 
@@ -577,13 +450,13 @@ class StreamDEQNode(LifecycleNode):
                     return
                 self._warn('camera %s: output dropped: %s' % (job.cam.topic, exc))
 
-    def _emit(self, job: '_Job'):
+    def _emit(self, job: Job):
         cam, msg = job.cam, job.msg
         job.stages['queue'] = job.stages.get('queue', 0.0) + \
             (time.perf_counter() - job.queued) * 1e3
         stage = 'partial/' if job.result is None else ''
-        job.published.extend(self._publish(cam, stage, job.out, msg.header, job.rgb,
-                                           job.stages))
+        job.published.extend(publish_outputs(self.pipeline, cam.pubs, stage, job.out,
+                                             msg.header, job.rgb, job.stages))
         if job.result is None:          # a partial result: its frame's status comes later
             return
         published = job.published
@@ -591,7 +464,7 @@ class StreamDEQNode(LifecycleNode):
         latency = (end - job.t0) * 1e3
         result, out = job.result, job.out
         self.pipeline.frame_done(result, end)
-        deadline, rule = job.deadline
+        deadline = job.deadline[0]
         over = bool(deadline) and latency > deadline
         with self.cond:
             cam.processed += 1
@@ -602,19 +475,10 @@ class StreamDEQNode(LifecycleNode):
             self._warn('camera %s: %.1f ms, over deadline_ms %g even with one iteration (a '
                        'smaller input_size, mask_resolution network or a looser deadline helps)'
                        % (cam.topic, latency, deadline))
-        self.status_pub.publish(String(data=json.dumps({
-            'camera': cam.topic, 'stamp': [msg.header.stamp.sec, msg.header.stamp.nanosec],
-            'frame_id': msg.header.frame_id, 'device': self.device,
-            'input_transport': self.cfg['input_transport'], 'iters': result.iters,
-            'solver': cam.session.solver, 'final_residual': result.final_residual,
-            'latency_ms': round(latency, 3),
-            'warm': result.warm, 'reset': result.reset, 'cut': out.cut, 'stage': 'refined',
-            'over_deadline': over, 'deadline_ms': deadline, 'deadline_rule': rule,
-            'partials': [p.iteration for p in result.partials],
-            'detections': None if out.detections is None else len(out.detections.ids),
-            'persons': None if out.persons is None else len(out.persons.ids),
-            'batch': job.batch, 'threads': job.threads, 'published': published,
-            'stages_ms': {k: round(v, 3) for k, v in job.stages.items()}})))
+        self.status_pub.publish(status_message(
+            cam.topic, msg.header, self.device, self.cfg['input_transport'],
+            cam.session.solver, result, out, latency, over, job.deadline, job.batch,
+            job.threads, published, job.stages))
 
     def _on_reset(self, request, response):
         # The worker applies it before each camera's next frame: a reset that arrived while a
@@ -625,13 +489,6 @@ class StreamDEQNode(LifecycleNode):
         response.success = True
         response.message = 'reset %d camera state(s) (from their next frame)' % len(self.cams)
         return response
-
-    def _partial_state(self, cfg) -> str:
-        if not cfg['publish_partial']:
-            return 'off'
-        if cfg['partial_iters'] >= cfg['iters']:
-            return 'none: partial_iters %d >= iters %d' % (cfg['partial_iters'], cfg['iters'])
-        return 'after %d iterations' % cfg['partial_iters']
 
     def _diagnostics(self):
         arr = DiagnosticArray()
@@ -646,41 +503,12 @@ class StreamDEQNode(LifecycleNode):
             threads = self.policy.summary()
             warnings = [cam.monitor.warnings(now, cfg['stale_after_s'])
                         if self.active and cam.monitor is not None else [] for cam in self.cams]
-        for (cam, mon, s, (received, processed, skipped, rejected), over), warn in zip(
-                rows, warnings):
-            st = DiagnosticStatus(name='streamdeq: %s' % cam.topic, hardware_id=self.device or '')
-            values = {'fps': 0.0, 'input_fps': 0.0, 'latency_p50_ms': '', 'latency_p95_ms': '',
-                      'received': received, 'processed': processed, 'skipped': skipped,
-                      'rejected': rejected, 'rejected_recent': 0, 'lost_before_node': 0,
-                      'lost_before_node_pct': 0.0, 'stamp_faults': 0, 'zero_stamps': 0,
-                      'future_stamps': 0, 'silent_s': 0.0,
-                      'resets': s.resets if s else 0,
-                      'nonfinite_resets': s.nonfinite_resets if s else 0,
-                      'cut_resets': s.cut_resets if s else 0,
-                      'over_deadline': over[0], 'over_deadline_at_one_iteration': over[1],
-                      'iters': cfg['iters'], 'partial': self._partial_state(cfg),
-                      'active': self.active}
-            values.update({'threads' if k == 'threads' else 'threads_' + k: v
-                           for k, v in threads.items()})
-            values['omp_wait_policy'] = OMP_WAIT_POLICY
-            if mon is not None:
-                p50, p95 = mon.latency_ms(now, 50), mon.latency_ms(now, 95)
-                values.update(
-                    fps='%.2f' % mon.fps(now), input_fps='%.2f' % mon.input_fps(now),
-                    latency_p50_ms='' if p50 is None else '%.2f' % p50,
-                    latency_p95_ms='' if p95 is None else '%.2f' % p95,
-                    rejected_recent=mon.recent(now, 'rejected'), lost_before_node=mon.lost,
-                    lost_before_node_pct='%.1f' % (100 * mon.loss_fraction(now)),
-                    stamp_faults=mon.stamp_faults, zero_stamps=mon.zero_stamps,
-                    future_stamps=mon.future_stamps, silent_s='%.1f' % mon.silent_for(now))
-            if self.device and self.device.startswith('cuda'):
-                values['device_memory_mb'] = '%.1f' % (torch.cuda.memory_allocated() / 2 ** 20)
-            # inactive: OK and 'inactive', whatever happened before deactivation
-            st.level, st.message = DiagnosticStatus.OK, 'active' if self.active else 'inactive'
-            if warn:
-                st.level, st.message = DiagnosticStatus.WARN, '; '.join(warn)
-            st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-            arr.status.append(st)
+        memory = (torch.cuda.memory_allocated() / 2 ** 20
+                  if self.device and self.device.startswith('cuda') else None)
+        for (cam, mon, stats, counts, over), warn in zip(rows, warnings):
+            arr.status.append(camera_diagnostics(
+                cam.topic, self.device, mon, stats, counts, over, cfg, self.active, threads,
+                OMP_WAIT_POLICY, warn, now, memory))
         self.diag_pub.publish(arr)
 
 
