@@ -17,6 +17,7 @@ Measured on a randomly initialised MDEQ backbone fed a slowly panning synthetic 
 import json
 import multiprocessing
 import os
+import re
 import resource
 import statistics
 import time
@@ -138,8 +139,8 @@ def _peak_rss_bytes() -> int:
 def _timed_ms(fn, repeats: int, device: str) -> float:
     def run():
         fn()
-        if device == 'cuda':
-            torch.cuda.synchronize()
+        if device.startswith('cuda'):
+            torch.cuda.synchronize(device)
     return median_ms(run, repeats)
 
 
@@ -174,17 +175,17 @@ def _cost_at(config: str, height: int, width: int, iters: int, repeats: int, see
         f = lambda z: model.f(z, u)                  # noqa: E731  (the session's f)
         state = sum(t.numel() * t.element_size() for t in z0)
         n = sum(t.numel() for t in z0)
-        if device == 'cuda':
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
+        if device.startswith('cuda'):
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
         else:
             base = _rss_bytes()
         ms_f = _timed_ms(lambda: f(z0), repeats, device)
-        peak_f = (torch.cuda.max_memory_allocated() if device == 'cuda'
+        peak_f = (torch.cuda.max_memory_allocated(device) if device.startswith('cuda')
                   else _peak_rss_bytes()) - base
         iter_ms = _broyden_iter_ms(f, z0, iters, repeats, device)
-        peak_b = (torch.cuda.max_memory_allocated() if device == 'cuda'
+        peak_b = (torch.cuda.max_memory_allocated(device) if device.startswith('cuda')
                   else _peak_rss_bytes()) - base
     return {
         'input': [height, width], 'state_shapes': [list(t.shape[1:]) for t in z0],
@@ -225,7 +226,7 @@ def bench_cost(config='small', sizes=((256, 512), (512, 1024), (1024, 2048)), it
 
 def add_arguments(parser):
     """Arguments of ``streamdeq bench solver``."""
-    parser.add_argument('--config', default='tiny', help='MDEQ config: tiny or small')
+    parser.add_argument('--config', default='tiny', help='MDEQ config: tiny, small, large or xl')
     parser.add_argument('--height', type=int, default=128, help='input height in pixels')
     parser.add_argument('--width', type=int, default=256, help='input width in pixels')
     parser.add_argument('--frames', type=int, default=6, help='frames in the panning sequence')
@@ -255,16 +256,32 @@ def _parse_sizes(text: str):
         sizes = [tuple(int(v) for v in item.split('x')) for item in text.split(',')]
     except ValueError:
         sizes = []
-    if not sizes or any(len(s) != 2 or min(s) < 32 for s in sizes):
-        raise SystemExit('streamdeq bench solver: --sizes takes HxW[,HxW...] of at least '
-                         '32x32, got %r' % text)
+    if not sizes or any(len(s) != 2 or min(s) < 32 or s[0] % 32 or s[1] % 32 for s in sizes):
+        raise SystemExit('streamdeq bench solver: --sizes takes HxW[,HxW...] in positive '
+                         'multiples of 32, got %r' % text)
     return sizes
+
+
+def _check_args(args):
+    """Refuse, in one sentence each, what would otherwise fail deep inside a run."""
+    prog = 'streamdeq bench solver'
+    if not args.checkpoint:
+        try:
+            get_config(args.config)
+        except ValueError as exc:
+            raise SystemExit('%s: --config: %s' % (prog, exc))
+    if args.repeats < 1:
+        raise SystemExit('%s: --repeats must be at least 1, got %d' % (prog, args.repeats))
+    if not re.fullmatch(r'cpu|cuda(:\d+)?', args.device):
+        raise SystemExit('%s: --device takes cpu, cuda or cuda:N, got %r' % (prog, args.device))
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit('%s: --device %s, but torch sees no CUDA device' % (prog, args.device))
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        raise SystemExit('%s: --json %r: its folder does not exist' % (prog, args.json))
 
 
 def run_cost(args) -> int:
     """``streamdeq bench solver --cost``: print and write the cost table."""
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('streamdeq bench solver: --device cuda, but torch sees no CUDA device')
     if args.cost_iters < 2:
         raise SystemExit('streamdeq bench solver: --cost-iters must be at least 2 (iterations '
                          '2.. are timed)')
@@ -290,6 +307,7 @@ def run_cost(args) -> int:
 
 def run(args) -> int:
     """Entry point for the parsed arguments."""
+    _check_args(args)
     if args.cost:
         return run_cost(args)
     out = bench_solver(config=args.config, height=args.height, width=args.width,

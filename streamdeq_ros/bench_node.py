@@ -26,6 +26,7 @@ table is printed; ``overhead`` = node_ms / in_process_ms - 1.
 import json
 import os
 import sys
+import tempfile
 import time
 
 import cv2
@@ -33,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .backends import BACKENDS
-from .harness import private_domain_env, profile_path, start_node, stop_node
+from .harness import exit_reason, private_domain_env, profile_path, start_node, stop_node
 from .models import resolve_checkpoint
 
 TOPIC = '/streamdeq_bench_node/image'
@@ -84,7 +85,8 @@ def _run_size(width, height, args, checkpoint):
         params['solver'] = args.solver
     if size:
         params['input_size'] = '[%d, %d]' % size
-    proc = start_node([TOPIC], params)
+    log = os.path.join(tempfile.mkdtemp(prefix='streamdeq_bench_node_'), 'node.log')
+    proc = start_node([TOPIC], params, log=log)
     rclpy.init()
     node = Node('bench_node_client')
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -111,8 +113,11 @@ def _run_size(width, height, args, checkpoint):
         deadline = time.monotonic() + 120
         while pub.get_subscription_count() < 1 or node.count_publishers(
                 '/streamdeq/segmentation/class_mask') < 1:
+            reason = exit_reason(proc, log)
+            if reason:
+                raise RuntimeError(reason)
             if time.monotonic() > deadline:
-                raise RuntimeError('the node did not come up within 120 s')
+                raise RuntimeError('the node did not come up within 120 s (its log: %s)' % log)
             rclpy.spin_once(node, timeout_sec=0.05)
         time.sleep(1.0)                  # let every match settle on both sides
         for t, rgb in enumerate(tqdm(frames, desc='%dx%d %s' % (width, height, args.subscribe),
@@ -126,7 +131,8 @@ def _run_size(width, height, args, checkpoint):
             while (key not in status or key not in masks) and time.monotonic() < end:
                 rclpy.spin_once(node, timeout_sec=0.01)
             if key not in status or key not in masks:
-                raise RuntimeError('the node did not answer frame %d' % t)
+                raise RuntimeError(exit_reason(proc, log) or 'the node did not answer frame %d '
+                                   '(its log: %s)' % (t, log))
             st = status[key]
             partial_at = [st['partials'][0]] if st['partials'] else []
             t0 = time.perf_counter()
@@ -192,24 +198,50 @@ def run(args) -> int:
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    checkpoint = resolve_checkpoint(args.checkpoint)
+    from .model.checkpoint import CheckpointError
+    from .model.solvers import SOLVERS
+    prog = 'streamdeq bench node'
+    try:
+        checkpoint = resolve_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        print('%s: %s' % (prog, exc), file=sys.stderr)
+        return 1
+    subscribe = args.subscribe.split(',')
+    problems = ["--subscribe takes 'class' and 'all', got %r" % s
+                for s in subscribe if s not in ('class', 'all')]
+    try:
+        sizes = [tuple(int(v) for v in size.split('x')) for size in args.sizes.split(',')]
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(s) != 2 or min(s) < 1 for s in sizes):
+        problems.append('--sizes takes camera WxH[,WxH...] in pixels, got %r' % args.sizes)
+    if args.solver and args.solver not in SOLVERS:
+        problems.append("--solver takes %s or '' (the card's), got %r"
+                        % (', '.join(SOLVERS), args.solver))
+    if args.input_size and (min(args.input_size) < 32 or args.input_size[0] % 32
+                            or args.input_size[1] % 32):
+        problems.append('--input-size takes H W in positive multiples of 32, got %d %d'
+                        % tuple(args.input_size))
+    if problems:
+        print('%s: %s' % (prog, '; '.join(problems)), file=sys.stderr)
+        return 2
     os.environ.update(private_domain_env())
     # both ends with the Fast DDS profile for large frames, as perception.launch.py sets it
     os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', profile_path())
     runs = []
-    subscribe = args.subscribe.split(',')
-    for size in args.sizes.split(','):
-        w, h = (int(v) for v in size.split('x'))
+    for w, h in sizes:
         for sub in subscribe:
-            if sub not in ('class', 'all'):
-                print("streamdeq bench node: --subscribe takes 'class' and 'all', got %r"
-                      % sub, file=sys.stderr)
-                return 2
             args.subscribe = sub
-            runs.append(_run_size(w, h, args, checkpoint))
+            try:
+                runs.append(_run_size(w, h, args, checkpoint))
+            except RuntimeError as exc:
+                print('%s: %s' % (prog, exc), file=sys.stderr)
+                return 1
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as fh:
-        json.dump({'checkpoint': os.path.relpath(checkpoint), 'iters': args.iters,
+        rel = os.path.relpath(checkpoint)
+        json.dump({'checkpoint': rel if not rel.startswith('..') else os.path.abspath(checkpoint),
+                   'iters': args.iters,
                    'solver': runs[0]['solver'] if runs else args.solver,
                    'backend': args.backend,
                    'runs': runs}, fh, indent=1)

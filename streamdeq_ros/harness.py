@@ -38,6 +38,20 @@ def start_node(cameras: Sequence[str], params: Mapping[str, object], env=None,
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
+def exit_reason(proc: subprocess.Popen, log: Optional[str]) -> Optional[str]:
+    """Return why the node ``proc`` exited (its last log lines), or None while it runs."""
+    code = proc.poll()
+    if code is None:
+        return None
+    lines = []
+    if log and os.path.isfile(log):
+        with open(log, errors='replace') as fh:
+            lines = [ln.strip() for ln in fh if ln.strip()]
+    said = [ln for ln in lines if 'streamdeq_node:' in ln or 'cannot configure' in ln]
+    return 'streamdeq_node exited with code %d: %s' % (
+        code, ' / '.join((said or lines)[-3:]) or 'it wrote nothing')
+
+
 def stop_node(proc: subprocess.Popen, timeout: float = 30.0):
     """Stop the node with SIGINT (as Ctrl-C does) and wait for it; kill it after ``timeout``."""
     if proc.poll() is None:

@@ -287,6 +287,8 @@ def test_streamdeq_eval_runs_the_papers_protocol_on_cityscapes_with_an_official_
     ('official:{missing}:small', 'does not exist'),
     ('official:{text}:small', 'is not a file written by torch.save'),
     ('official:{wrong}:xl', "does not fit the backbone of config 'xl'"),
+    ('official:{wrong}:/nowhere/seg.yaml', "official configuration '/nowhere/seg.yaml' cannot "
+                                           'be read'),
 ])
 def test_the_node_refuses_a_bad_official_file_in_one_sentence(tmp_path, monkeypatch, spec,
                                                               sentence):
@@ -318,7 +320,7 @@ def test_the_node_takes_a_bundled_model_by_name(tmp_path):
         status = send_until_answered(client, pub, got, msg, timeout=120)
     assert status['iters'] == 1
     started = [ln for ln in log.read_text().splitlines() if 'model multi_tiny_sur' in ln]
-    assert started and 'input 192x96' in started[0], log.read_text()
+    assert started and 'input_size [96, 192] (height, width)' in started[0], log.read_text()
 
 
 def test_random_weights_of_the_released_shapes_say_so(tmp_path):

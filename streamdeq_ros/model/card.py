@@ -198,5 +198,6 @@ def describe(card: Mapping, input_size=None) -> str:
                                          else 'classes', ' (%s)' % shown if shown else ''))
     inp = card.get('input') or {}
     h, w = input_size or (inp.get('height'), inp.get('width'))
-    return 'model %s, trained on %s: %s; input %sx%s' % (
-        card.get('name', 'unnamed'), trained_on(card), '; '.join(parts), w, h)
+    # height first, as input_size and the card give it (the camera is resized to it)
+    return 'model %s, trained on %s: %s; input_size [%s, %s] (height, width)' % (
+        card.get('name', 'unnamed'), trained_on(card), '; '.join(parts), h, w)

@@ -76,6 +76,9 @@ def official_to_native(state_dict: Mapping[str, torch.Tensor]
 def read_official(path: str) -> Mapping[str, torch.Tensor]:
     """Return the state dict of an official file (a training checkpoint's ``state_dict``)."""
     blob = load_safely(path, 'official checkpoint')
+    if isinstance(blob, Mapping) and isinstance(blob.get('card'), Mapping):
+        raise CheckpointError('%r is already a streamdeq_ros checkpoint (it has a model card): '
+                              'use it as it is (checkpoint:=%s)' % (path, path))
     if isinstance(blob, Mapping) and isinstance(blob.get('state_dict'), Mapping):
         blob = blob['state_dict']             # a training checkpoint around the weights
     if not isinstance(blob, Mapping) or not blob or \

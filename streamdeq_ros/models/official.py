@@ -111,6 +111,7 @@ def import_official(source: str, config: Optional[str], out: str,
     not an official segmentation checkpoint of ``config`` (None: found from its shapes).
     ``sha256``: the file's, when the caller has hashed it already.
     """
+    check_out(out)                       # before the (long) load
     cfg = read_config(config) if config else get_config(guess_config(source))
     net, sentence = load_official(source, cfg)
     if 'segmentation' not in net.heads:
@@ -131,6 +132,7 @@ def random_official(config: str, out: str, seed: int = 0) -> Tuple[str, dict]:
     and the card says so (``trained_on``), so it is never mistaken for a perception model.
     Returns (path of ``out/model.pt``, card).
     """
+    check_out(out)
     cfg = read_config(config)
     torch.manual_seed(seed)
     net = StreamDEQNet(cfg, {'segmentation': {'num_classes': len(TRAIN_CLASSES),
@@ -143,18 +145,44 @@ def random_official(config: str, out: str, seed: int = 0) -> Tuple[str, dict]:
     return _write_folder(out, net, card), card
 
 
+#: what a model folder holds; a folder with anything else is never replaced
+FOLDER_FILES = {'model.pt', 'model_card.json'}
+
+
+def check_out(out: str):
+    """Refuse ``out`` (CheckpointError, one sentence) unless it is new or a model folder.
+
+    A model folder is replaced whole, so a folder that holds anything else (``--out ~/models``
+    meant as "put it in there") is refused instead of emptied.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CheckpointError('--out %r is a file, not a folder: give the model folder to write'
+                              % out)
+    if os.path.isdir(out):
+        other = sorted(set(os.listdir(out)) - FOLDER_FILES)
+        if other:
+            raise CheckpointError(
+                '--out %r already holds other files (%s): give a new folder, e.g. %r; a model '
+                'folder is replaced whole' % (out, ', '.join(other[:3]) + (
+                    ', ...' if len(other) > 3 else ''), os.path.join(out, 'mdeq_cityscapes')))
+
+
 def _write_folder(out: str, net: StreamDEQNet, card: dict) -> str:
     """Write ``net`` and ``card`` as the model folder ``out`` (replaced whole, atomically)."""
+    check_out(out)
     tmp = out.rstrip('/') + '.tmp%d' % os.getpid()
     shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
     try:
+        os.makedirs(tmp)
         save_checkpoint(os.path.join(tmp, 'model.pt'), net, card)
         with open(os.path.join(tmp, 'model_card.json'), 'w') as fh:
             json.dump(card, fh, indent=1)
         if os.path.isdir(out):
             shutil.rmtree(out)
         os.replace(tmp, out)
+    except OSError as exc:
+        raise CheckpointError('cannot write the model folder %r: %s'
+                              % (out, exc.strerror or exc)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return os.path.join(out, 'model.pt')
@@ -181,6 +209,8 @@ def official_folder(spec: str, cache: str) -> str:
                               % spec)
     if not os.path.isfile(path):
         load_safely(path, 'official checkpoint')        # raises its "does not exist" sentence
+    if config:
+        read_config(config)                  # a bad name or YAML says so before any hashing
     digest = file_sha256(path)
     name = config if config in OFFICIAL_CONFIGS else (
         'yaml-' + file_sha256(config)[:12] if config else 'auto')
