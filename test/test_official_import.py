@@ -194,8 +194,9 @@ def test_import_official_refuses_from_the_command_line_in_one_line(tmp_path):
     assert r.stderr.count('\n') == 1 and 'is not a file written by torch.save' in r.stderr
 
 
-def test_the_node_runs_an_official_file_over_dds(tmp_path, monkeypatch):
-    """checkpoint:=official:FILE:small in the node: 19 Cityscapes classes, their names, colours."""
+@pytest.mark.parametrize('config', ['small', 'xl'])
+def test_the_node_runs_an_official_file_over_dds(tmp_path, monkeypatch, config):
+    """checkpoint:=official:FILE:CONFIG in the node: 19 Cityscapes classes, names, colours."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from vision_msgs.msg import LabelInfo
@@ -203,8 +204,8 @@ def test_the_node_runs_an_official_file_over_dds(tmp_path, monkeypatch):
     from node_harness import node_with_client, send_until_answered, spin_until
     from streamdeq_ros.ros.image_conv import fill_image
     monkeypatch.setenv('STREAMDEQ_CACHE', str(tmp_path / 'cache'))
-    _, path = _released(tmp_path, 'small')
-    params = {'checkpoint': 'official:%s:small' % path, 'input_size': '[64,128]',
+    _, path = _released(tmp_path, config)
+    params = {'checkpoint': 'official:%s:%s' % (path, config), 'input_size': '[64,128]',
               'iters': 2, 'publish_partial': 'false'}
     with node_with_client('/official_cam', params, 'official_client') as (client, pub, got, _):
         labels, colours = [], []
