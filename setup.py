@@ -29,7 +29,7 @@ setup(
         'console_scripts': [
             'streamdeq = streamdeq_ros.cli:main',
             'streamdeq_video_source = streamdeq_ros.ros.video_source:main',
-            'streamdeq_node = streamdeq_ros.ros.node:main',
+            'streamdeq_node = streamdeq_ros.ros.main:main',
         ],
     },
 )

@@ -1,0 +1,259 @@
+"""The node's frame work: frames in, solved in batches, outputs and reports out.
+
+:class:`FrameWork` is the half of :class:`~streamdeq_ros.ros.node.StreamDEQNode` that runs
+while it is active, kept apart from the lifecycle and parameters: the subscription callback
+(the newest frame per camera, read from its serialized bytes), the worker thread (cameras in
+turn, up to ``max_batch`` solved in one batch, only the heads the subscribed topics need),
+the output thread (masks, messages, ``~/status``) and the 1 Hz ``/diagnostics``. It uses the
+node's state under the node's lock (``cond``): ``cams``, ``cfg``, ``pipeline``, ``policy``,
+``meter``, ``outq``, the publishers and the logger.
+"""
+import time
+from typing import Optional
+
+from diagnostic_msgs.msg import DiagnosticArray
+import torch
+
+from . import OMP_WAIT_POLICY
+from .image_conv import compressed_to_rgb, image_to_rgb, ImageError
+from .intake import Camera, Job, round_robin
+from .outputs import heads_for, MASK_USERS, publish_outputs, STAGES, wanted
+from .status import camera_diagnostics, status_message
+from ..stream import NonFiniteStateError
+
+
+class FrameWork:
+    """Frames in, outputs out: the active node's callbacks and threads (a mixin of the node)."""
+
+    def _on_frame(self, cam: Camera, raw: bytes):
+        # the serialized bytes: header and sizes are read from them, the pixels stay a view
+        # (never deserialized into a Python message; a frame too large is refused unread)
+        try:
+            msg = cam.read(raw)
+        except ImageError as exc:
+            with self.cond:
+                cam.received += 1
+            self._reject(cam, 'frame rejected: %s' % exc)
+            return
+        now = time.monotonic()
+        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        clock = self.get_clock().now().nanoseconds * 1e-9
+        with self.cond:
+            cam.monitor.received(now, stamp, clock)
+            cam.received += 1
+            if cam.pending is not None:
+                cam.skipped += 1
+            cam.pending, cam.pending_since = msg, now
+            self.cond.notify()
+
+    def _take(self) -> Optional[list]:
+        """Wait for frames; take up to ``max_batch`` cameras' frames in round-robin order.
+
+        Called with ``self.cond`` held. With ``batch_wait_ms``, after the first waiting frame
+        it waits that long at most for the other cameras. The turn moves past the last camera
+        taken, so with more cameras than ``max_batch`` every camera gets its turn.
+        """
+        while self.running and not any(c.pending is not None for c in self.cams):
+            self.cond.wait(timeout=0.5)
+        if not self.running:
+            return None
+        cfg = self.cfg
+        size = min(cfg['max_batch'], len(self.cams)) if self.pipeline.solver_batches(
+            self.pipeline.solver_for(cfg['solver'])) else 1
+        if size > 1 and cfg['batch_wait_ms'] > 0:
+            end = time.monotonic() + cfg['batch_wait_ms'] / 1e3
+            while self.running and sum(c.pending is not None for c in self.cams) < size:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(timeout=left)
+        order, self._turn = round_robin(self.cams, self._turn, size)
+        now = time.monotonic()
+        taken = []
+        for i in order:
+            cam = self.cams[i]
+            taken.append((cam, cam.pending, cam.reset_requested, now - cam.pending_since))
+            cam.pending, cam.reset_requested = None, False
+        return taken
+
+    def _work(self):
+        while True:
+            with self.cond:
+                taken = self._take()
+                if taken is None:
+                    return
+                cfg = dict(self.cfg)
+                # busy: more frames than this one are waiting. Then the output thread builds
+                # and publishes while the worker solves on the other cores; otherwise the
+                # worker spends every core on the frame and computes its mask itself.
+                busy = len(taken) > 1 or any(c.pending is not None for c in self.cams)
+            threads = self.policy.threads
+            # between frames, on the solving thread (OpenMP's thread count is per thread)
+            self.pipeline.set_threads(threads)
+            try:
+                for cam, _, reset, _ in taken:
+                    if reset:           # here, between frames, never in the middle of one
+                        cam.session.reset()
+                        cam.tracker.reset()
+                        cam.cut.reset()
+                self._process(taken, cfg, busy, threads)
+            except Exception as exc:    # noqa: B902 - a frame must never take the node down
+                if not self.running or not self.context.ok():
+                    return              # shutting down: the frame in flight is not an error
+                for cam, _, _, _ in taken:
+                    self._reject(cam, 'frame dropped: %s' % exc)
+
+    def _reject(self, cam: Camera, reason: str):
+        """Count a dropped frame of ``cam`` (total and recent) and log why (throttled)."""
+        with self.cond:
+            cam.rejected += 1
+            if cam.monitor is not None:
+                cam.monitor.rejected(time.monotonic())
+        self._warn('camera %s: %s' % (cam.topic, reason))
+
+    def _warn(self, text: str):
+        now = time.monotonic()
+        if now - self._last_warn > 2.0:
+            self._last_warn = now
+            self.get_logger().warn(text)
+
+    def _process(self, taken, cfg, busy: bool, threads: int):
+        """Convert, solve and read the heads of a batch; queue the outputs for publishing.
+
+        The class masks are left to the output thread when ``busy`` or when no one wants one.
+        The batch's cost per camera (prepare, heads and one iteration) goes to the thread
+        policy.
+        """
+        t0 = time.perf_counter()
+        limit = cfg['max_input_pixels']
+        jobs = []
+        for cam, msg, _, wait in taken:
+            c0 = time.perf_counter()
+            try:
+                rgb = compressed_to_rgb(msg, limit) if msg.compressed \
+                    else image_to_rgb(msg, limit, cfg['mono16_max'])
+            except ImageError as exc:
+                self._reject(cam, 'frame rejected: %s' % exc)
+                continue
+            if cam.session is None:
+                continue
+            jobs.append(Job(cam, msg, rgb, t0, {'wait': wait * 1e3,
+                                                'convert': (time.perf_counter() - c0) * 1e3}))
+            jobs[-1].deadline = (cfg['deadline_ms'], cfg['deadline_rule'])
+        if not jobs:
+            return
+        want = {stage: set().union(*(wanted(j.cam.pubs, stage) for j in jobs))
+                for stage in STAGES}
+        partial = cfg['publish_partial'] and bool(want['partial/'])
+        # only the heads that a subscribed output of the batch's cameras is read from
+        heads = {stage: heads_for(self.pipeline.tasks, keys) for stage, keys in want.items()}
+        kwargs = {'partial_at': [cfg['partial_iters']] if partial else [],
+                  'mask_resolution': cfg['mask_resolution'],
+                  'score_threshold': cfg['score_threshold'],
+                  'heads': heads[''], 'partial_heads': heads['partial/'],
+                  'defer_masks': busy or not (want[''] | want['partial/']) & MASK_USERS}
+
+        def on_partial(i, out):
+            self._queue(jobs[i].partial(out))
+
+        cuts = [j.cam.cut if cfg['reset_on_cut'] else None for j in jobs]
+        first = jobs[0]
+        if len(jobs) == 1 and not self.pipeline.solver_batches(first.cam.session.solver):
+            kwargs.pop('defer_masks')
+            try:
+                results = [self.pipeline.process(first.cam.session, first.rgb,
+                                                 on_partial=lambda o: on_partial(0, o),
+                                                 tracker=first.cam.tracker,
+                                                 cut_detector=cuts[0], started=t0, **kwargs)]
+            except NonFiniteStateError as exc:
+                results = [exc]
+        else:
+            results = self.pipeline.process_batch(
+                [j.cam.session for j in jobs], [j.rgb for j in jobs], on_partial=on_partial,
+                trackers=[j.cam.tracker for j in jobs], cut_detectors=cuts, started=t0,
+                **kwargs)
+        for job, res in zip(jobs, results):
+            if isinstance(res, NonFiniteStateError):
+                self._reject(job.cam, str(res))
+                continue
+            job.result, job.out = res
+            job.stages.update(job.out.stages_ms)
+            job.batch = len(jobs)
+            job.threads = threads
+            self._queue(job)
+        done = [r for r in results if not isinstance(r, NonFiniteStateError)]
+        if done:
+            result, out = done[0]
+            ms = out.stages_ms.get
+            # the worker's cost of a one-iteration frame of this batch, per camera
+            one = (ms('prepare', 0.0) + ms('heads', 0.0) + ms('solve', 0.0) / max(1, result.iters))
+            self.policy.observe(threads, one / len(jobs), self.meter.available(time.monotonic()))
+
+    def _queue(self, job: Job):
+        job.queued = time.perf_counter()
+        self.outq.put(job)
+
+    def _output(self):
+        """Publish what the worker solved, in order (partial results before their frame's)."""
+        torch.set_num_threads(1)        # no second OpenMP pool (see __init__)
+        while True:
+            job = self.outq.get()
+            if job is None:
+                return
+            try:
+                self._emit(job)
+            except Exception as exc:    # noqa: B902 - an output must never take the node down
+                if not self.context.ok():
+                    return
+                self._warn('camera %s: output dropped: %s' % (job.cam.topic, exc))
+
+    def _emit(self, job: Job):
+        cam, msg = job.cam, job.msg
+        job.stages['queue'] = job.stages.get('queue', 0.0) + \
+            (time.perf_counter() - job.queued) * 1e3
+        stage = 'partial/' if job.result is None else ''
+        job.published.extend(publish_outputs(self.pipeline, cam.pubs, stage, job.out,
+                                             msg.header, job.rgb, job.stages))
+        if job.result is None:          # a partial result: its frame's status comes later
+            return
+        published = job.published
+        end = time.perf_counter()
+        latency = (end - job.t0) * 1e3
+        result, out = job.result, job.out
+        self.pipeline.frame_done(result, end)
+        deadline = job.deadline[0]
+        over = bool(deadline) and latency > deadline
+        with self.cond:
+            cam.processed += 1
+            cam.monitor.processed(time.monotonic(), latency)
+            cam.over_deadline += over
+            cam.over_deadline_at_one += over and result.iters == 1
+        if over and result.iters == 1:
+            self._warn('camera %s: %.1f ms, over deadline_ms %g even with one iteration (a '
+                       'smaller input_size, mask_resolution network or a looser deadline helps)'
+                       % (cam.topic, latency, deadline))
+        self.status_pub.publish(status_message(
+            cam.topic, msg.header, self.device, self.cfg['input_transport'],
+            cam.session.solver, result, out, latency, over, job.deadline, job.batch,
+            job.threads, published, job.stages))
+
+    def _diagnostics(self):
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        now = time.monotonic()
+        with self.cond:
+            cfg = dict(self.cfg)
+            rows = [(cam, cam.monitor, cam.session.stats if cam.session is not None else None,
+                     (cam.received, cam.processed, cam.skipped, cam.rejected),
+                     (cam.over_deadline, cam.over_deadline_at_one))
+                    for cam in self.cams]
+            threads = self.policy.summary()
+            warnings = [cam.monitor.warnings(now, cfg['stale_after_s'])
+                        if self.active and cam.monitor is not None else [] for cam in self.cams]
+        memory = (torch.cuda.memory_allocated() / 2 ** 20
+                  if self.device and self.device.startswith('cuda') else None)
+        for (cam, mon, stats, counts, over), warn in zip(rows, warnings):
+            arr.status.append(camera_diagnostics(
+                cam.topic, self.device, mon, stats, counts, over, cfg, self.active, threads,
+                OMP_WAIT_POLICY, warn, now, memory))
+        self.diag_pub.publish(arr)
