@@ -19,7 +19,7 @@ import numpy as np, torch
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
 from streamdeq_ros.pipeline import FramePipeline
-from streamdeq_ros.stream import IterationBudget
+from streamdeq_ros.budget import IterationBudget
 threads, frames = int(sys.argv[1]), int(sys.argv[2])
 net, card = load_net(bundled_checkpoint())
 pipe = FramePipeline(net, card, None, 'unroll', IterationBudget(2))

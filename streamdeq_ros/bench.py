@@ -29,12 +29,13 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from .budget import IterationBudget
 from .data import panning_frames, street
 from .data.clips import derive_seed
 from .model import get_config, MDEQBackbone
 from .model.checkpoint import load_net
 from .model.solvers import SOLVERS
-from .stream import IterationBudget, StreamSession
+from .stream import StreamSession
 
 
 def median_ms(fn, repeats: int) -> float:

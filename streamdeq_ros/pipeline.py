@@ -18,13 +18,13 @@ import cv2
 import numpy as np
 import torch
 
+from .budget import DeadlinePlanner, IterationBudget
 from .cuts import CutDetector
 from .model.card import card_solver
 from .model.heads.segmentation import class_ids
 from .model.network import HEADS, StreamDEQNet
 from .model.solvers import BATCH_SOLVERS
-from .stream import (DeadlinePlanner, FrameResult, IterationBudget, NonFiniteStateError,
-                     PartialResult, step_batch, StreamSession)
+from .stream import FrameResult, NonFiniteStateError, PartialResult, step_batch, StreamSession
 from .tracking import IoUTracker
 
 MASK_RESOLUTIONS = ('input', 'network')

@@ -26,13 +26,13 @@ from .intake import Camera, camera_prefix
 from .outputs import create_camera_publishers, create_label_publishers
 from .worker import FrameWork
 from ..backends import open_net
+from ..budget import IterationBudget
 from ..cuts import CutDetector
 from ..model.card import describe
 from ..model.checkpoint import CheckpointError, clause
 from ..models import resolve_checkpoint
 from ..monitor import StreamMonitor
 from ..pipeline import FramePipeline
-from ..stream import IterationBudget
 from ..threads import CpuMeter, ThreadPolicy, WAIT_POLICY
 from ..tracking import IoUTracker
 
