@@ -9,8 +9,6 @@ resolution (``'input'``) or at the network's input resolution (``'network'``), d
 keypoints inside the detected person boxes. It also draws colour masks and overlays (mask,
 boxes, skeletons).
 """
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -20,14 +18,13 @@ import torch
 
 from .budget import DeadlinePlanner, IterationBudget
 from .cuts import CutDetector
+from .frame_output import check_resolution, Detections, FrameOutput, ReadSpec, StageTimer
 from .model.card import card_solver
 from .model.heads.segmentation import class_ids
 from .model.network import HEADS, StreamDEQNet
 from .model.solvers import BATCH_SOLVERS
 from .stream import FrameResult, NonFiniteStateError, PartialResult, step_batch, StreamSession
 from .tracking import IoUTracker
-
-MASK_RESOLUTIONS = ('input', 'network')
 
 
 def _state(z: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -39,92 +36,6 @@ def _stack(states: Sequence[List[torch.Tensor]]) -> List[torch.Tensor]:
     if len(states) == 1:
         return states[0]
     return [torch.cat(ts) for ts in zip(*states)]
-
-
-@dataclass
-class Detections:
-    """Boxes (K, 4) x1 y1 x2 y2 in camera pixels, labels (K,) (1-based), scores, ids (K,)."""
-
-    boxes: np.ndarray
-    labels: np.ndarray
-    scores: np.ndarray
-    ids: np.ndarray
-
-    def select(self, keep: np.ndarray) -> 'Detections':
-        """Return the rows where ``keep`` is True (or the listed rows)."""
-        return Detections(self.boxes[keep], self.labels[keep], self.scores[keep],
-                          self.ids[keep])
-
-
-@dataclass
-class FrameOutput:
-    """What the heads read from one state of one frame (None: the network lacks the head).
-
-    ``mask`` (H, W) uint8 class ids; ``detections`` at or above the score threshold;
-    ``persons`` the person detections the keypoints belong to (same order); ``keypoints``
-    (P, J, 3) x, y (camera pixels), score.
-    """
-
-    iteration: int
-    residual: float
-    partial: bool
-    mask: Optional[np.ndarray] = None
-    detections: Optional[Detections] = None
-    persons: Optional[Detections] = None
-    keypoints: Optional[np.ndarray] = None
-    #: refined outputs: milliseconds of the frame's batch in prepare (resize, normalise), solve
-    #: (without partial reads), partials (reading partial results and their callbacks), heads
-    stages_ms: Dict[str, float] = field(default_factory=dict)
-    #: a deferred mask (``read_batch(defer_masks=True)``): the logits (1, C, h, w) and the size
-    #: :meth:`FramePipeline.finish_mask` computes the mask at
-    logits: Optional[torch.Tensor] = None
-    mask_size: Optional[Tuple[int, int]] = None
-    #: the frame was found to be a hard cut and its camera restarted from zeros
-    cut: bool = False
-
-
-@dataclass
-class ReadSpec:
-    """How to read one sample of a state: mask and camera sizes (H, W), iteration, tracker."""
-
-    mask_size: Tuple[int, int]
-    camera_size: Tuple[int, int]
-    iteration: int
-    residual: float
-    tracker: Optional[IoUTracker] = None
-
-
-def _check_resolution(mask_resolution: str):
-    if mask_resolution not in MASK_RESOLUTIONS:
-        raise ValueError('mask_resolution must be one of %s, got %r'
-                         % (', '.join(MASK_RESOLUTIONS), mask_resolution))
-
-
-class _StageTimer:
-    """Milliseconds per named stage; time spent ``aside`` is taken out of the enclosing stage."""
-
-    def __init__(self):
-        self.last = time.perf_counter()
-        self.stages: Dict[str, float] = {}
-        self.aside_s = 0.0
-
-    def mark(self, name: str):
-        now = time.perf_counter()
-        self.stages[name] = (now - self.last - self.aside_s) * 1e3
-        self.last, self.aside_s = now, 0.0
-
-    @contextmanager
-    def aside(self, name: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            dt = time.perf_counter() - t0
-            self.aside_s += dt
-            self.stages[name] = self.stages.get(name, 0.0) + dt * 1e3
-
-    def ms(self) -> Dict[str, float]:
-        return {k: round(v, 3) for k, v in self.stages.items()}
 
 
 def _restart_at_cut(session: StreamSession, rgb: np.ndarray, detector: Optional[CutDetector],
@@ -376,13 +287,13 @@ class FramePipeline:
             if isinstance(out, NonFiniteStateError):
                 raise out
             return out
-        _check_resolution(mask_resolution)
+        check_resolution(mask_resolution)
         heads, partial_heads = self._heads_plan(heads, partial_heads, partial_at,
                                                 tracker is not None)
         cut = _restart_at_cut(session, rgb, cut_detector, tracker)
         camera = rgb.shape[:2]
         size = camera if mask_resolution == 'input' else self.input_size
-        timer = _StageTimer()
+        timer = StageTimer()
         x = self.prepare(rgb)
         timer.mark('prepare')
 
@@ -428,11 +339,11 @@ class FramePipeline:
         ``partial_heads`` those for partial results (default ``heads``; with trackers, partial
         detections make the refined frame read detection too, for their ids).
         """
-        _check_resolution(mask_resolution)
+        check_resolution(mask_resolution)
         trackers = list(trackers) if trackers is not None else [None] * len(sessions)
         heads, partial_heads = self._heads_plan(heads, partial_heads, partial_at,
                                                 any(t is not None for t in trackers))
-        timer = _StageTimer()
+        timer = StageTimer()
         detectors = list(cut_detectors) if cut_detectors is not None else [None] * len(sessions)
         cuts = [_restart_at_cut(s, f, d, t)
                 for s, f, d, t in zip(sessions, frames, detectors, trackers)]

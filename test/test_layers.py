@@ -14,7 +14,7 @@ ROOT = os.path.dirname(streamdeq_ros.__file__)
 #: the product without ROS (the model core, the runtime around it); everything not here and
 #: not under ros/ is a tool (commands, training, evaluation, benches, the test/bench harness)
 RUNTIME = ('streamdeq_ros.model', 'streamdeq_ros.data', 'streamdeq_ros.models',
-           'streamdeq_ros.backends', 'streamdeq_ros.budget',
+           'streamdeq_ros.backends', 'streamdeq_ros.budget', 'streamdeq_ros.frame_output',
            'streamdeq_ros.stream', 'streamdeq_ros.pipeline', 'streamdeq_ros.cuts',
            'streamdeq_ros.tracking', 'streamdeq_ros.monitor', 'streamdeq_ros.threads',
            'streamdeq_ros.ort_backend', 'streamdeq_ros.onnx_export',
