@@ -29,7 +29,9 @@ def _child(argv) -> int:
     from .data.street import CLASSES, PALETTE
     from .model.mdeq import get_config
     from .model.network import StreamDEQNet
-    from .train import device_batch, head_specs, TrainStep
+    from .objective import TrainStep
+    from .train import device_batch
+    from .training import head_specs
     cfg, h, w, batch, steps, warmup, unroll, threads, device, out = argv
     d = distributed.setup(device)
     try:

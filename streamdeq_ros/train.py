@@ -52,90 +52,20 @@ import time
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed, evaluate
 from .data import cityscapes, street
-from .data.clips import (ClipStills, DatasetFormatError, DET_CLASSES, street_clips,
-                         StreetStills)
+from .data.clips import ClipStills, DatasetFormatError, street_clips, StreetStills
 from .metrics import METRIC_NAMES
-from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from .model.heads.common import finest_features
-from .model.heads.pose import gaussian_targets
+from .model.checkpoint import save_checkpoint
 from .model.mdeq import CONFIGS
 from .model.network import HEADS, IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
-from .model.official import load_official
-from .model.solvers import broyden, unroll
-from .training import cosine_schedule, open_train_log, resume_training, write_model
-
-VARIANTS = ('sur', 'ur', 'il')
-
-
-def draw_unrolls(variant: str, step: int, seed: int, max_unroll: int) -> int:
-    """Unroll count of mini-batch ``step``: uniform 1..max for SUR, max for UR (deterministic)."""
-    if variant != 'sur':
-        return max_unroll
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    return int(torch.randint(1, max_unroll + 1, (1,), generator=g))
-
-
-def forward_train(net: StreamDEQNet, images: torch.Tensor, variant: str, unrolls: int,
-                  f_thres: int, implicit: bool):
-    """Return the state of a training batch (graph kept) and the number of f evaluations."""
-    bb = net.backbone
-    u = bb.inject(images)
-    z0 = bb.zeros(u)
-    bb.fullstage.reset_dropout(z0)
-
-    def f(z):
-        return bb.f(z, u)
-
-    if variant == 'il' and implicit:
-        with torch.no_grad():
-            z_star = broyden(f, z0, f_thres).z
-        z = f([t.detach() for t in z_star])          # 1-step (Jacobian-free) gradient
-        n_f = f_thres + 2
-    else:
-        z = unroll(f, z0, unrolls).z
-        n_f = unrolls
-    return z, n_f
-
-
-def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy (ignore 255) of logits upsampled to the label size."""
-    logits = F.interpolate(logits, size=target.shape[-2:], mode='bilinear', align_corners=False)
-    return F.cross_entropy(logits, target, ignore_index=street.IGNORE_INDEX)
-
-
-def pose_loss(net: StreamDEQNet, z, person_boxes, keypoints, features=None) -> torch.Tensor:
-    """Heatmap MSE (simple baselines) over the annotated joints of the given person boxes."""
-    if sum(len(b) for b in person_boxes) == 0:
-        return z[0].new_zeros(())
-    head = net.heads['pose']
-    heat, crops = head(z, person_boxes, features)
-    target, weight = gaussian_targets(torch.cat(list(keypoints)), crops, head.heatmap_size)
-    err = (heat - target) ** 2 * weight[..., None, None]
-    return err.mean()
-
-
-def task_losses(net: StreamDEQNet, z, masks, targets, pose_weight: float) -> Dict:
-    """Loss terms of every head of ``net`` on the state ``z`` (a dict; their sum is trained)."""
-    losses = {}
-    features = finest_features(z) if {'segmentation', 'pose'} & set(net.heads) else None
-    if 'segmentation' in net.heads:
-        losses['seg'] = seg_loss(net.heads['segmentation'](z, features), masks)
-    if 'detection' in net.heads:
-        _, det = net.heads['detection'](z, [{'boxes': t['boxes'], 'labels': t['labels']}
-                                            for t in targets])
-        losses.update(det)
-    if 'pose' in net.heads:
-        losses['pose'] = pose_weight * pose_loss(net, z, [t['person_boxes'] for t in targets],
-                                                 [t['keypoints'] for t in targets], features)
-    return losses
+from .objective import draw_unrolls, TrainStep, VARIANTS
+from .training import (cosine_schedule, head_specs, HEAD_WIDTHS, head_widths, init_from,
+                       open_train_log, resume_training, write_model)
 
 
 def validate(net: StreamDEQNet, clips, solver: str, iters: int, classes) -> Dict:
@@ -176,80 +106,6 @@ def training_data(args):
 
 
 #: head widths of new models: sized so the heads cost little next to a `tiny` backbone on a CPU
-HEAD_WIDTHS = {'fpn_channels': 16, 'representation': 64, 'width': 32}
-#: ``--init official:FILE``: an official MDEQ checkpoint
-OFFICIAL = 'official:'
-
-
-def head_specs(tasks, classes, palette, widths=None) -> Dict:
-    """Return the model card's ``heads`` entry for ``tasks`` (the generator's label sets).
-
-    ``widths`` (default :data:`HEAD_WIDTHS`) gives the detection head's ``fpn_channels`` and
-    ``representation`` and the pose head's ``width``.
-    """
-    widths = dict(HEAD_WIDTHS, **(widths or {}))
-    heads = {}
-    if 'segmentation' in tasks:
-        heads['segmentation'] = {'num_classes': len(classes), 'classes': list(classes),
-                                 'palette': palette, 'ignore_index': street.IGNORE_INDEX}
-    if 'detection' in tasks:
-        heads['detection'] = {'num_classes': len(DET_CLASSES), 'classes': list(DET_CLASSES),
-                              'fpn_channels': widths['fpn_channels'],
-                              'representation': widths['representation']}
-    if 'pose' in tasks:
-        heads['pose'] = {'num_joints': len(street.JOINTS), 'joints': list(street.JOINTS),
-                         'skeleton': [list(p) for p in street.SKELETON],
-                         'head_segment': list(street.HEAD_SEGMENT),
-                         'person_class': 'person', 'width': widths['width']}
-    return heads
-
-
-def head_widths(args) -> Dict[str, int]:
-    """Return the head widths that the width options of ``streamdeq train`` ask for."""
-    return {'fpn_channels': args.fpn_channels, 'representation': args.box_representation,
-            'width': args.pose_width}
-
-
-def init_from(net: StreamDEQNet, path: str) -> str:
-    """Copy the tensors of checkpoint ``path`` that ``net`` has (same names, same shapes).
-
-    Tensors of heads ``net`` lacks are skipped; a shared name with another shape (another
-    ``--config`` or class count) is refused. ``official:FILE`` reads an official MDEQ
-    checkpoint (any released layout, see :mod:`streamdeq_ros.model.official`) for ``net``'s
-    config: its backbone strictly, and its segmentation head where the class count matches.
-    """
-    if path.startswith(OFFICIAL):
-        try:
-            src, sentence = load_official(path[len(OFFICIAL):], net.cfg)
-        except CheckpointError as exc:
-            raise SystemExit('streamdeq train: --init: %s' % exc)
-        own = net.state_dict()
-        state = src.state_dict()
-        shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        skipped = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
-        net.load_state_dict(shared, strict=False)
-        return '%s; initialised %d of %d tensors%s' % (
-            sentence, len(shared), len(own),
-            "; kept this network's own %s (another class count)" % ', '.join(skipped)
-            if skipped else '')
-    try:
-        state = read_checkpoint(path)['state_dict']
-    except CheckpointError as exc:
-        raise SystemExit('streamdeq train: --init: %s' % exc)
-    own = net.state_dict()
-    shared = {k: v for k, v in state.items() if k in own}
-    wrong = [k for k, v in shared.items() if own[k].shape != v.shape]
-    if wrong:
-        raise SystemExit('streamdeq train: --init %s does not fit this network: %s has shape '
-                         '%s here and %s there (another --config or class count?)'
-                         % (path, wrong[0], tuple(own[wrong[0]].shape),
-                            tuple(shared[wrong[0]].shape)))
-    if not any(k.startswith('backbone.') for k in shared):
-        raise SystemExit('streamdeq train: --init %s has no backbone weights' % path)
-    net.load_state_dict(shared, strict=False)
-    return 'initialised %d of %d tensors from %s' % (len(shared), len(own), path)
-
-
 def _card(args, classes, palette, height, width, step, metrics, command) -> Dict:
     return {
         'name': os.path.basename(os.path.normpath(args.out)),
@@ -270,25 +126,6 @@ def _card(args, classes, palette, height, width, step, metrics, command) -> Dict
                      'pose_weight': args.pose_weight},
         'metrics': metrics,
     }
-
-
-class TrainStep(torch.nn.Module):
-    """One training forward: state of the batch (graph kept) and the task losses.
-
-    Wrapped in DistributedDataParallel under torchrun, so its forward is what DDP sees.
-    """
-
-    def __init__(self, net: StreamDEQNet, variant: str, f_thres: int, pose_weight: float):
-        """Hold ``net`` and the loss settings."""
-        super().__init__()
-        self.net = net
-        self.variant, self.f_thres, self.pose_weight = variant, f_thres, pose_weight
-
-    def forward(self, images, masks, targets, unrolls: int, implicit: bool) -> Dict:
-        """Return the loss terms of one batch."""
-        with parametrize.cached():
-            z, _ = forward_train(self.net, images, self.variant, unrolls, self.f_thres, implicit)
-            return task_losses(self.net, z, masks, targets, self.pose_weight)
 
 
 def _to(targets, device):

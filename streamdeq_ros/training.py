@@ -1,8 +1,10 @@
-"""What every training run here keeps the same way: schedule, resume, log, model folder.
+"""What training runs here share: schedule, resume, log, model folder; heads and warm starts.
 
 ``streamdeq train`` and ``streamdeq train-peer`` both decay the learning rate on a cosine to 0,
 resume from their last checkpoint, log a CSV per step and write the final model folder
-(``model.pt`` + ``model_card.json``) through these.
+(``model.pt`` + ``model_card.json``) through these. :func:`head_specs` and :func:`init_from`
+are what a StreamDEQ training run starts from: the heads' specifications and the weights of
+another checkpoint (this package's or an official one).
 """
 import csv
 import json
@@ -12,7 +14,11 @@ from typing import Dict, Tuple
 
 import torch
 
+from .data import street
+from .data.clips import DET_CLASSES
 from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .model.network import StreamDEQNet
+from .model.official import load_official
 
 
 def cosine_schedule(opt: torch.optim.Optimizer, steps: int):
@@ -57,3 +63,77 @@ def write_model(out: str, net, card: Dict):
     with open(os.path.join(out, 'model_card.json'), 'w') as fh:
         json.dump(card, fh, indent=1)
     print('wrote %s' % path)
+
+
+HEAD_WIDTHS = {'fpn_channels': 16, 'representation': 64, 'width': 32}
+#: ``--init official:FILE``: an official MDEQ checkpoint
+OFFICIAL = 'official:'
+
+
+def head_specs(tasks, classes, palette, widths=None) -> Dict:
+    """Return the model card's ``heads`` entry for ``tasks`` (the generator's label sets).
+
+    ``widths`` (default :data:`HEAD_WIDTHS`) gives the detection head's ``fpn_channels`` and
+    ``representation`` and the pose head's ``width``.
+    """
+    widths = dict(HEAD_WIDTHS, **(widths or {}))
+    heads = {}
+    if 'segmentation' in tasks:
+        heads['segmentation'] = {'num_classes': len(classes), 'classes': list(classes),
+                                 'palette': palette, 'ignore_index': street.IGNORE_INDEX}
+    if 'detection' in tasks:
+        heads['detection'] = {'num_classes': len(DET_CLASSES), 'classes': list(DET_CLASSES),
+                              'fpn_channels': widths['fpn_channels'],
+                              'representation': widths['representation']}
+    if 'pose' in tasks:
+        heads['pose'] = {'num_joints': len(street.JOINTS), 'joints': list(street.JOINTS),
+                         'skeleton': [list(p) for p in street.SKELETON],
+                         'head_segment': list(street.HEAD_SEGMENT),
+                         'person_class': 'person', 'width': widths['width']}
+    return heads
+
+
+def head_widths(args) -> Dict[str, int]:
+    """Return the head widths that the width options of ``streamdeq train`` ask for."""
+    return {'fpn_channels': args.fpn_channels, 'representation': args.box_representation,
+            'width': args.pose_width}
+
+
+def init_from(net: StreamDEQNet, path: str) -> str:
+    """Copy the tensors of checkpoint ``path`` that ``net`` has (same names, same shapes).
+
+    Tensors of heads ``net`` lacks are skipped; a shared name with another shape (another
+    ``--config`` or class count) is refused. ``official:FILE`` reads an official MDEQ
+    checkpoint (any released layout, see :mod:`streamdeq_ros.model.official`) for ``net``'s
+    config: its backbone strictly, and its segmentation head where the class count matches.
+    """
+    if path.startswith(OFFICIAL):
+        try:
+            src, sentence = load_official(path[len(OFFICIAL):], net.cfg)
+        except CheckpointError as exc:
+            raise SystemExit('streamdeq train: --init: %s' % exc)
+        own = net.state_dict()
+        state = src.state_dict()
+        shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
+        net.load_state_dict(shared, strict=False)
+        return '%s; initialised %d of %d tensors%s' % (
+            sentence, len(shared), len(own),
+            "; kept this network's own %s (another class count)" % ', '.join(skipped)
+            if skipped else '')
+    try:
+        state = read_checkpoint(path)['state_dict']
+    except CheckpointError as exc:
+        raise SystemExit('streamdeq train: --init: %s' % exc)
+    own = net.state_dict()
+    shared = {k: v for k, v in state.items() if k in own}
+    wrong = [k for k, v in shared.items() if own[k].shape != v.shape]
+    if wrong:
+        raise SystemExit('streamdeq train: --init %s does not fit this network: %s has shape '
+                         '%s here and %s there (another --config or class count?)'
+                         % (path, wrong[0], tuple(own[wrong[0]].shape),
+                            tuple(shared[wrong[0]].shape)))
+    if not any(k.startswith('backbone.') for k in shared):
+        raise SystemExit('streamdeq train: --init %s has no backbone weights' % path)
+    net.load_state_dict(shared, strict=False)
+    return 'initialised %d of %d tensors from %s' % (len(shared), len(own), path)
