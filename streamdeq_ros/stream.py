@@ -138,8 +138,26 @@ class StreamSession:
         self._z = None
         self.stats.resets += 1
 
-    def _read(self, z):
+    def read(self, z: List[torch.Tensor]):
+        """Return the readout of the state ``z`` (None without a readout)."""
         return self.readout(z) if self.readout is not None else None
+
+    def commit(self, z: List[torch.Tensor], warm: bool) -> int:
+        """Keep ``z`` as the state after a frame solved outside :meth:`step`; return its index.
+
+        For :func:`step_batch`: a state that could not be warm-started from (``warm`` False
+        while one was held) counts as a shape reset, as in :meth:`step`.
+        """
+        if self._z is not None and not warm:
+            self.stats.shape_resets += 1
+        self._z = z
+        self._frame += 1
+        self.stats.frames += 1
+        return self._frame - 1
+
+    def drop_state(self):
+        """Forget an unusable state (the caller counts why; not a :meth:`reset`)."""
+        self._z = None
 
     def _solve(self, u, z0, budget: IterationBudget, partial_at: Sequence[int], clock: _Clock,
                partials: List[PartialResult], on_partial):
@@ -148,7 +166,7 @@ class StreamSession:
         def callback(k, z, residual):
             clock.iteration_done()
             if k in want and k < budget.iters and self._finite(z):
-                part = PartialResult(k, residual, self._read(z))
+                part = PartialResult(k, residual, self.read(z))
                 partials.append(part)
                 if on_partial is not None:
                     on_partial(part)
@@ -208,7 +226,7 @@ class StreamSession:
                         'stream %r: non-finite state after a reset to zeros' % self.name)
             self._z = list(result.z)
             solve_end = time.perf_counter()
-            outputs = self._read(self._z)
+            outputs = self.read(self._z)
         self._frame += 1
         self.stats.frames += 1
         return FrameResult(outputs=outputs, frame_index=self._frame - 1, iters=result.iters,
@@ -273,8 +291,8 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
         u = backbone.inject(frames)
         one = [None if t is None else t[:1] for t in u]
         zeros = backbone.zeros(one)
-        warm = [backbone.state_matches(s._z, one) for s in sessions]
-        z0 = [torch.cat([s._z[j] if w else zeros[j] for s, w in zip(sessions, warm)])
+        warm = [backbone.state_matches(s.state, one) for s in sessions]
+        z0 = [torch.cat([s.state[j] if w else zeros[j] for s, w in zip(sessions, warm)])
               for j in range(len(zeros))]
 
         def callback(k, z, residuals, running):
@@ -284,7 +302,7 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
                 for i in running:
                     zi = [t[i:i + 1] for t in z]
                     if StreamSession._finite(zi):
-                        parts[i] = PartialResult(k, residuals[i], sessions[i]._read(zi))
+                        parts[i] = PartialResult(k, residuals[i], sessions[i].read(zi))
                         partials[i].append(parts[i])
                 if parts and on_partial is not None:
                     on_partial(k, parts)
@@ -297,7 +315,7 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
         latency = (solve_end - t0) * 1e3
         out: List[Union[FrameResult, NonFiniteStateError]] = []
         for i, s in enumerate(sessions):
-            had_state = s._z is not None
+            had_state = s.state is not None
             # a batch of one is the state itself; a slice of a larger batch is copied so the
             # session does not keep the whole batch alive
             zi = list(result.z) if n == 1 else [t[i:i + 1].clone() for t in result.z]
@@ -305,14 +323,10 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
                 out.append(_restart_alone(s, frames[i:i + 1], budget, warm[i], i, partial_at,
                                           on_partial, clock.t0))
                 continue
-            if had_state and not warm[i]:
-                s.stats.shape_resets += 1
-            s._z = zi
-            s._frame += 1
-            s.stats.frames += 1
+            index = s.commit(zi, warm[i])
             res = result.residuals[i]
             out.append(FrameResult(
-                outputs=s._read(zi), frame_index=s._frame - 1, iters=result.iters[i],
+                outputs=s.read(zi), frame_index=index, iters=result.iters[i],
                 f_evals=result.iters[i], residuals=res,
                 final_residual=res[-1] if res else float('nan'), warm=warm[i],
                 reset=had_state and not warm[i], latency_ms=latency, partials=partials[i],
@@ -328,7 +342,7 @@ def _restart_alone(session: StreamSession, frame: torch.Tensor, budget: Iteratio
 
     Its deadline still counts from ``started``, when the batch's frames began.
     """
-    session._z = None
+    session.drop_state()
     if not warm:
         return NonFiniteStateError('stream %r: non-finite fixed-point state from a zero start'
                                    % session.name)
