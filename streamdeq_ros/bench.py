@@ -137,6 +137,13 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _memory_bytes(device: str, peak: bool) -> int:
+    """Return the memory in use now or at its peak: allocated on CUDA, resident on the CPU."""
+    if device.startswith('cuda'):
+        return (torch.cuda.max_memory_allocated if peak else torch.cuda.memory_allocated)(device)
+    return _peak_rss_bytes() if peak else _rss_bytes()
+
+
 def _timed_ms(fn, repeats: int, device: str) -> float:
     def run():
         fn()
@@ -179,15 +186,11 @@ def _cost_at(config: str, height: int, width: int, iters: int, repeats: int, see
         if device.startswith('cuda'):
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
-        else:
-            base = _rss_bytes()
+        base = _memory_bytes(device, peak=False)
         ms_f = _timed_ms(lambda: f(z0), repeats, device)
-        peak_f = (torch.cuda.max_memory_allocated(device) if device.startswith('cuda')
-                  else _peak_rss_bytes()) - base
+        peak_f = _memory_bytes(device, peak=True) - base
         iter_ms = _broyden_iter_ms(f, z0, iters, repeats, device)
-        peak_b = (torch.cuda.max_memory_allocated(device) if device.startswith('cuda')
-                  else _peak_rss_bytes()) - base
+        peak_b = _memory_bytes(device, peak=True) - base
     return {
         'input': [height, width], 'state_shapes': [list(t.shape[1:]) for t in z0],
         'state_bytes_per_camera': state,
@@ -252,12 +255,18 @@ def add_arguments(parser):
                              '(--config and --speed are then ignored)')
 
 
-def _parse_sizes(text: str):
+def size_list(text: str) -> list:
+    """Return ``AxB[,AxB...]`` as pairs of positive integers; [] when it is not that."""
     try:
         sizes = [tuple(int(v) for v in item.split('x')) for item in text.split(',')]
     except ValueError:
-        sizes = []
-    if not sizes or any(len(s) != 2 or min(s) < 32 or s[0] % 32 or s[1] % 32 for s in sizes):
+        return []
+    return sizes if all(len(s) == 2 and min(s) > 0 for s in sizes) else []
+
+
+def _parse_sizes(text: str):
+    sizes = size_list(text)
+    if not sizes or any(min(s) < 32 or s[0] % 32 or s[1] % 32 for s in sizes):
         raise SystemExit('streamdeq bench solver: --sizes takes HxW[,HxW...] in positive '
                          'multiples of 32, got %r' % text)
     return sizes

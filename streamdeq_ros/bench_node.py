@@ -198,6 +198,7 @@ def run(args) -> int:
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
+    from .bench import size_list
     from .model.checkpoint import CheckpointError
     from .model.solvers import SOLVERS
     prog = 'streamdeq bench node'
@@ -209,11 +210,8 @@ def run(args) -> int:
     subscribe = args.subscribe.split(',')
     problems = ["--subscribe takes 'class' and 'all', got %r" % s
                 for s in subscribe if s not in ('class', 'all')]
-    try:
-        sizes = [tuple(int(v) for v in size.split('x')) for size in args.sizes.split(',')]
-    except ValueError:
-        sizes = []
-    if not sizes or any(len(s) != 2 or min(s) < 1 for s in sizes):
+    sizes = size_list(args.sizes)
+    if not sizes:
         problems.append('--sizes takes camera WxH[,WxH...] in pixels, got %r' % args.sizes)
     if args.solver and args.solver not in SOLVERS:
         problems.append("--solver takes %s or '' (the card's), got %r"

@@ -63,9 +63,9 @@ def stop_node(proc: subprocess.Popen, timeout: float = 30.0):
             proc.wait()
 
 
-def private_domain_env(base: Optional[Mapping[str, str]] = None) -> dict:
-    """Return an environment (``base`` or this one) with a ROS_DOMAIN_ID of its own, localhost."""
-    return dict(os.environ if base is None else base, ROS_DOMAIN_ID=str(random.randint(100, 200)),
+def private_domain_env() -> dict:
+    """Return this environment with a ROS_DOMAIN_ID of its own, on localhost."""
+    return dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 200)),
                 ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
 
 
