@@ -7,7 +7,7 @@ PACKAGE = 'streamdeq_ros'
 
 setup(
     name=PACKAGE,
-    version='0.1.0',
+    version='0.2.0',
     packages=find_packages(exclude=['test', 'test.*']),
     package_data={PACKAGE: ['models/*/model.pt', 'models/*/model_card.json',
                             'models/*/train_log.csv']},
@@ -27,7 +27,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
-            'streamdeq = streamdeq_ros.cli:main',
+            'streamdeq = streamdeq_ros.tools.cli:main',
             'streamdeq_video_source = streamdeq_ros.ros.video_source:main',
             'streamdeq_node = streamdeq_ros.ros.main:main',
         ],

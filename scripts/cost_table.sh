@@ -18,16 +18,16 @@ SUFFIX=$([ "$DEVICE" = cpu ] && echo "" || echo "_$DEVICE")
 mkdir -p "$OUT"
 cd "$ROOT"
 for config in small xl; do
-  "$PY" -m streamdeq_ros.cli bench solver --cost --config "$config" --device "$DEVICE" \
+  "$PY" -m streamdeq_ros.tools.cli bench solver --cost --config "$config" --device "$DEVICE" \
     --sizes 256x512,512x1024,1024x2048 --repeats 3 --json "$OUT/cost_${config}${SUFFIX}.json" \
     2>/dev/null | grep '^|'
 done
 MODEL="${TMPDIR:-/tmp}/streamdeq_random_official_small"
-"$PY" -m streamdeq_ros.cli import-official --random-weights --config small --out "$MODEL" \
+"$PY" -m streamdeq_ros.tools.cli import-official --random-weights --config small --out "$MODEL" \
   >/dev/null
 for solver in broyden unroll; do
   for iters in 1 2 4; do
-    "$PY" -m streamdeq_ros.cli bench node --checkpoint "$MODEL" --input-size 256 512 \
+    "$PY" -m streamdeq_ros.tools.cli bench node --checkpoint "$MODEL" --input-size 256 512 \
       --solver "$solver" --iters "$iters" --sizes 640x480 --subscribe class --frames 30 \
       --warmup 5 --out "$OUT/node_official_small_${solver}_M${iters}${SUFFIX}.json" \
       2>/dev/null | tail -1 | sed "s/^/$solver M=$iters /"

@@ -30,22 +30,22 @@ cd "$ROOT"
   test/test_node_batch.py test/test_cuts.py 2>&1 | tee "$OUT/tests.log" | tail -3 || status=1
 for model in multi_tiny_sur multi_192_sur; do
   for iters in 1 2 4 8; do
-    "$PY" -m streamdeq_ros.cli bench node --checkpoint "$model" --iters "$iters" \
+    "$PY" -m streamdeq_ros.tools.cli bench node --checkpoint "$model" --iters "$iters" \
       --subscribe class --frames 60 --out "$OUT/node_${model}_M${iters}.json" 2>/dev/null \
       | tail -1 || status=1
   done
-  "$PY" -m streamdeq_ros.cli bench cameras --checkpoint "$model" --cameras 1,4,8 \
+  "$PY" -m streamdeq_ros.tools.cli bench cameras --checkpoint "$model" --cameras 1,4,8 \
     --seconds 6 --rounds 2 --out "$OUT/cameras_${model}.json" 2>/dev/null | grep '^|' \
     || status=1
 done
 "$PY" -c 'import onnxruntime as o; print("gpu_check: onnxruntime providers", o.get_available_providers())'
-"$PY" -m streamdeq_ros.cli bench node --checkpoint multi_tiny_sur --backend onnxruntime \
+"$PY" -m streamdeq_ros.tools.cli bench node --checkpoint multi_tiny_sur --backend onnxruntime \
   --subscribe class --frames 60 --out "$OUT/node_multi_tiny_sur_onnxruntime.json" 2>/dev/null \
   | tail -2 || status=1
-"$PY" -m streamdeq_ros.cli bench deadline --deadline-ms 20 --duration 45 \
+"$PY" -m streamdeq_ros.tools.cli bench deadline --deadline-ms 20 --duration 45 \
   --out "$OUT/deadline.json" --plot "$OUT/deadline.png" 2>/dev/null | grep '^|' || status=1
 for batch in 1 8; do
-  "$PY" -m streamdeq_ros.cli bench cudagraph --batch "$batch" \
+  "$PY" -m streamdeq_ros.tools.cli bench cudagraph --batch "$batch" \
     --out "$OUT/cudagraph_b${batch}.json" || status=1
 done
 OUT="$OUT" bash scripts/cost_table.sh cuda 2>&1 | tee "$OUT/cost_table.log" || status=1

@@ -16,7 +16,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from streamdeq_ros.harness import private_domain_env, start_node, stop_node
+from streamdeq_ros.tools.harness import private_domain_env, start_node, stop_node
 
 
 def _mem(pid: int, key: str) -> int:

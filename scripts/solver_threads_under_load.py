@@ -18,8 +18,8 @@ import json, sys, time
 import numpy as np, torch
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
-from streamdeq_ros.pipeline import FramePipeline
-from streamdeq_ros.budget import IterationBudget
+from streamdeq_ros.runtime.pipeline import FramePipeline
+from streamdeq_ros.runtime.budget import IterationBudget
 threads, frames = int(sys.argv[1]), int(sys.argv[2])
 net, card = load_net(bundled_checkpoint())
 pipe = FramePipeline(net, card, None, 'unroll', IterationBudget(2))

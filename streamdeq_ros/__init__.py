@@ -1,2 +1,2 @@
 """streamdeq_ros: StreamDEQ streaming perception (warm-started deep equilibrium models)."""
-__version__ = '0.1.0'
+__version__ = '0.2.0'

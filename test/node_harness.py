@@ -13,7 +13,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from streamdeq_ros.harness import start_node
+from streamdeq_ros.tools.harness import start_node
 
 
 def spin_until(node, cond, timeout=60.0):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from streamdeq_ros.data.clips import street_clips
-from streamdeq_ros.evaluate import stream_scores
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint, bundled_models, DEFAULT_MODEL
+from streamdeq_ros.tools.evaluate import stream_scores
 
 EXPECTED = {'seg_tiny_sur': 'sur', 'seg_tiny_ur': 'ur', 'multi_tiny_sur': 'sur',
             'multi_tiny_ur': 'ur', 'multi_192_sur': 'sur'}
@@ -77,7 +77,7 @@ def test_the_state_converges_when_streamed(held_out):
     """A trained model's f contracts: the warm residual falls far below the first frame's."""
     net, _ = load_net(bundled_checkpoint('seg_tiny_sur'))
     clip = held_out[0]
-    from streamdeq_ros.stream import StreamSession
+    from streamdeq_ros.runtime.stream import StreamSession
     session = StreamSession(net.backbone, solver='unroll')
     residuals = []
     for frame in clip.frames[:20]:

@@ -6,9 +6,9 @@ import subprocess
 import pytest
 import torch
 
-from streamdeq_ros.cli import main
-from streamdeq_ros.executables import executable
 from streamdeq_ros.models import bundled_checkpoint
+from streamdeq_ros.runtime.executables import executable
+from streamdeq_ros.tools.cli import main
 
 BIN = executable('streamdeq')
 
@@ -33,7 +33,7 @@ def test_bench_cudagraph_without_cuda_says_so_and_exits_2(capsys, monkeypatch):
 
 
 def test_bench_deadline_summary_counts_misses_overshoot_and_single_iterations():
-    from streamdeq_ros.bench_deadline import summarise
+    from streamdeq_ros.tools.bench.deadline import summarise
     frames = [{'latency_ms': v, 'iters': m} for v, m in
               ((40.0, 4), (55.0, 3), (70.0, 1), (90.0, 2))]
     s = summarise(frames, 60.0)

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from streamdeq_ros.cuts import CutDetector, THUMB, thumbnail
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
-from streamdeq_ros.pipeline import FramePipeline
+from streamdeq_ros.runtime.cuts import CutDetector, THUMB, thumbnail
+from streamdeq_ros.runtime.pipeline import FramePipeline
 
 
 def test_detector_fires_at_the_cut_and_nowhere_else():

@@ -16,9 +16,9 @@ import torch
 
 from dataset_fixtures import write_cityscapes
 from streamdeq_ros.data.cityscapes import RandomScaleCrop
-from streamdeq_ros.distributed import Dist, ShardSampler, without_option
-from streamdeq_ros.executables import executable
 from streamdeq_ros.model.checkpoint import read_checkpoint
+from streamdeq_ros.runtime.executables import executable
+from streamdeq_ros.tools.distributed import Dist, ShardSampler, without_option
 
 BIN = executable('streamdeq')
 RUN = ['--variant', 'sur', '--height', '32', '--width', '64', '--batch-size', '4',
@@ -134,7 +134,7 @@ def test_the_cityscapes_recipe_trains_on_random_scale_crops_of_full_frames(tmp_p
 
 
 def test_python_m_streamdeq_ros_train_is_the_torchrun_entry_point():
-    res = subprocess.run([sys.executable, '-m', 'streamdeq_ros.train', '--help'],
+    res = subprocess.run([sys.executable, '-m', 'streamdeq_ros.tools.train', '--help'],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and '--nproc' in res.stdout and '--amp' in res.stdout
     assert os.path.basename(BIN) == 'streamdeq'

@@ -7,7 +7,7 @@ import glob
 import os
 import re
 
-from streamdeq_ros.cli import build_parser
+from streamdeq_ros.tools.cli import build_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = [os.path.join(ROOT, 'README.md'), os.path.join(ROOT, 'CHANGELOG.md')] + sorted(

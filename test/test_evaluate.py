@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from streamdeq_ros.cli import main
 from streamdeq_ros.data.clips import street_clips
-from streamdeq_ros.evaluate import parse_model_spec, stream_scores
-from streamdeq_ros.metrics import SegmentationScore
 from streamdeq_ros.model.checkpoint import save_checkpoint
 from streamdeq_ros.model.heads.segmentation import class_ids
 from streamdeq_ros.model.mdeq import get_config
 from streamdeq_ros.model.network import StreamDEQNet
 from streamdeq_ros.model.solvers import unroll
-from streamdeq_ros.reports import README_END, README_START
+from streamdeq_ros.tools.cli import main
+from streamdeq_ros.tools.evaluate import parse_model_spec, stream_scores
+from streamdeq_ros.tools.metrics import SegmentationScore
+from streamdeq_ros.tools.reports import README_END, README_START
 
 
 def test_iou_against_hand_computed_values():

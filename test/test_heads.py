@@ -14,8 +14,8 @@ from streamdeq_ros.model.heads.pose import CROP_ASPECT, crop_boxes, decode_heatm
 from streamdeq_ros.model.heads.segmentation import class_ids
 from streamdeq_ros.model.mdeq import get_config
 from streamdeq_ros.model.network import StreamDEQNet
-from streamdeq_ros.objective import task_losses
-from streamdeq_ros.training import head_specs, HEAD_WIDTHS
+from streamdeq_ros.tools.objective import task_losses
+from streamdeq_ros.tools.training import head_specs, HEAD_WIDTHS
 
 TASKS = ['segmentation', 'detection', 'pose']
 

@@ -11,14 +11,11 @@ import os
 import streamdeq_ros
 
 ROOT = os.path.dirname(streamdeq_ros.__file__)
-#: the product without ROS (the model core, the runtime around it); everything not here and
-#: not under ros/ is a tool (commands, training, evaluation, benches, the test/bench harness)
-RUNTIME = ('streamdeq_ros.model', 'streamdeq_ros.data', 'streamdeq_ros.models',
-           'streamdeq_ros.backends', 'streamdeq_ros.budget', 'streamdeq_ros.frame_output',
-           'streamdeq_ros.stream', 'streamdeq_ros.pipeline', 'streamdeq_ros.cuts',
-           'streamdeq_ros.tracking', 'streamdeq_ros.monitor', 'streamdeq_ros.threads',
-           'streamdeq_ros.ort_backend', 'streamdeq_ros.onnx_export',
-           'streamdeq_ros.executables')
+#: the floors, bottom up: the model core, the runtime around it (the product without ROS),
+#: the ROS layer, the tools (commands, training, evaluation, benches, the test/bench harness)
+CORE = ('streamdeq_ros.model', 'streamdeq_ros.data', 'streamdeq_ros.models')
+RUNTIME = CORE + ('streamdeq_ros.runtime',)
+TOOLS = ('streamdeq_ros.tools',)
 ROS = ('streamdeq_ros.ros',)
 ROS_PACKAGES = ('rclpy', 'sensor_msgs', 'std_msgs', 'vision_msgs', 'diagnostic_msgs',
                 'cv_bridge', 'sensor_msgs_py', 'lifecycle_msgs', 'rcl_interfaces')
@@ -107,9 +104,10 @@ def _cycles(mods, edges):
 
 def test_the_reader_sees_the_package():
     mods, edges, _, _ = _imports()
-    assert 'streamdeq_ros.ros.node' in mods and 'streamdeq_ros.pipeline' in mods
-    assert 'streamdeq_ros.pipeline' in edges['streamdeq_ros.ros.node']
-    assert 'streamdeq_ros.model.solvers' in edges['streamdeq_ros.stream']
+    assert 'streamdeq_ros.ros.node' in mods and 'streamdeq_ros.runtime.pipeline' in mods
+    assert 'streamdeq_ros.runtime.pipeline' in edges['streamdeq_ros.ros.node']
+    assert 'streamdeq_ros.model.solvers' in edges['streamdeq_ros.runtime.stream']
+    assert 'streamdeq_ros.tools.bench.node' in mods
     # a circle is found when there is one
     assert _cycles(['a', 'b', 'c'], collections.defaultdict(set, a={'b'}, b={'a'})) == [['a', 'b']]
 
@@ -132,3 +130,16 @@ def test_the_product_never_imports_a_tool_and_the_runtime_never_ros():
     runtime = [m for m in mods if _in(m, RUNTIME)]
     assert {(m, d) for m in runtime for d in edges[m] if _in(d, ROS)} == set()
     assert {(m, p) for m in runtime for p in outside[m] if p in ROS_PACKAGES} == set()
+
+
+def test_every_module_lives_on_one_floor():
+    mods, _, _, _ = _imports()
+    floors = RUNTIME + ROS + TOOLS
+    homeless = sorted(m for m in mods if m != 'streamdeq_ros' and not _in(m, floors))
+    assert homeless == []
+
+
+def test_the_core_never_imports_the_runtime():
+    mods, edges, _, _ = _imports()
+    assert {(m, d) for m in mods if _in(m, CORE) for d in edges[m]
+            if _in(d, ('streamdeq_ros.runtime',))} == set()

@@ -1,7 +1,7 @@
 """StreamMonitor: windowed rates, silence, the estimate of frames lost before the node, stamps."""
 import pytest
 
-from streamdeq_ros.monitor import StreamMonitor
+from streamdeq_ros.runtime.monitor import StreamMonitor
 
 
 def _feed(m, stamps, arrivals, clock=None):

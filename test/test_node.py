@@ -11,10 +11,10 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from node_harness import node_with_client, send_until_answered, spin_until
 from streamdeq_ros.data.street import StreetClip
-from streamdeq_ros.executables import executable
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
 from streamdeq_ros.ros.image_conv import fill_image, image_view
+from streamdeq_ros.runtime.executables import executable
 
 BIN = executable('streamdeq_node')
 _card = load_net(bundled_checkpoint())[1]['input']

@@ -23,12 +23,12 @@ from vision_msgs.msg import Detection2DArray
 
 from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
-from streamdeq_ros.harness import start_node
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
-from streamdeq_ros.pipeline import FramePipeline
 from streamdeq_ros.ros.image_conv import fill_image, image_view
-from streamdeq_ros.tracking import IoUTracker
+from streamdeq_ros.runtime.pipeline import FramePipeline
+from streamdeq_ros.runtime.tracking import IoUTracker
+from streamdeq_ros.tools.harness import start_node
 
 CAMS = ['/nb/a', '/nb/b', '/nb/c']
 MODEL = bundled_checkpoint('multi_tiny_sur')

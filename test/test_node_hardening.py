@@ -18,9 +18,9 @@ from sensor_msgs.msg import Image
 
 from node_harness import node_with_client, send_until_answered, spin_until
 from streamdeq_ros.data.street import StreetClip
-from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image
 from streamdeq_ros.ros.params import usable_cores
+from streamdeq_ros.runtime.executables import executable
 
 BIN = executable('streamdeq_node')
 CAM = '/hardening_test/cam'

@@ -11,8 +11,8 @@ from std_msgs.msg import String
 
 from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
-from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image
+from streamdeq_ros.runtime.executables import executable
 
 BIN = executable('streamdeq_node')
 SOURCE = executable('streamdeq_video_source')

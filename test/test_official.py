@@ -10,7 +10,7 @@ import torch
 from streamdeq_ros.model import get_config, load_official, MDEQBackbone, MDEQConfig
 from streamdeq_ros.model.checkpoint import CheckpointError
 from streamdeq_ros.model.network import StreamDEQNet
-from streamdeq_ros.training import init_from
+from streamdeq_ros.tools.training import init_from
 
 SMALL_YAML = {'MODEL': {'NUM_LAYERS': 3, 'DROPOUT': 0.05, 'F_THRES': 27, 'B_THRES': 30,
                         'WNORM': True, 'DOWNSAMPLE_TIMES': 2, 'NUM_GROUPS': 8,

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from streamdeq_ros.cli import main as cli
 from streamdeq_ros.data.cityscapes import PALETTE, TRAIN_CLASSES
-from streamdeq_ros.evaluate import parse_model_spec
-from streamdeq_ros.executables import executable
 from streamdeq_ros.model import get_config, MDEQConfig
 from streamdeq_ros.model.checkpoint import CheckpointError, file_sha256, load_net
 from streamdeq_ros.models import resolve_checkpoint
 from streamdeq_ros.models.official import import_official
-from streamdeq_ros.pipeline import FramePipeline
+from streamdeq_ros.runtime.executables import executable
+from streamdeq_ros.runtime.pipeline import FramePipeline
+from streamdeq_ros.tools.cli import main as cli
+from streamdeq_ros.tools.evaluate import parse_model_spec
 from test_official import _net, official_layout, SMALL_YAML
 
 #: seg_mdeq_XL.yaml / seg_mdeq_LARGE.yaml of locuslab/mdeq, the MODEL section
@@ -188,8 +188,8 @@ def test_eval_takes_the_official_prefix_with_solver_and_m():
 def test_import_official_refuses_from_the_command_line_in_one_line(tmp_path):
     bad = tmp_path / 'bad.pkl'
     bad.write_bytes(b'not a checkpoint')
-    r = subprocess.run([sys.executable, '-m', 'streamdeq_ros.cli', 'import-official', str(bad),
-                        '--out', str(tmp_path / 'o')], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, '-m', 'streamdeq_ros.tools.cli', 'import-official',
+                        str(bad), '--out', str(tmp_path / 'o')], capture_output=True, text=True)
     assert r.returncode == 1 and r.stdout == ''
     assert r.stderr.count('\n') == 1 and 'is not a file written by torch.save' in r.stderr
 
@@ -250,7 +250,7 @@ def test_the_demo_plays_a_video_through_an_imported_model(tmp_path):
         writer.write(rng.integers(0, 255, (64, 128, 3), dtype=np.uint8))
     writer.release()
     out = tmp_path / 'demo'
-    r = subprocess.run([sys.executable, '-m', 'streamdeq_ros.cli', 'demo', '--checkpoint',
+    r = subprocess.run([sys.executable, '-m', 'streamdeq_ros.tools.cli', 'demo', '--checkpoint',
                         folder, '--source', video, '--input-size', '64', '128', '--frames', '6',
                         '--iters', '2', '--switch-to', '1', '--out', str(out)],
                        capture_output=True, text=True, timeout=600)

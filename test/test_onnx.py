@@ -22,14 +22,14 @@ import torch
 
 from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
-from streamdeq_ros.executables import executable
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.models import bundled_checkpoint
-from streamdeq_ros.onnx_export import export_onnx
-from streamdeq_ros.ort_backend import export_problem, ort_net, OrtNet
-from streamdeq_ros.pipeline import FramePipeline
 from streamdeq_ros.ros.image_conv import fill_image
-from streamdeq_ros.tracking import IoUTracker
+from streamdeq_ros.runtime.executables import executable
+from streamdeq_ros.runtime.onnx_export import export_onnx
+from streamdeq_ros.runtime.ort_backend import export_problem, ort_net, OrtNet
+from streamdeq_ros.runtime.pipeline import FramePipeline
+from streamdeq_ros.runtime.tracking import IoUTracker
 
 MODEL = bundled_checkpoint('multi_tiny_sur')
 
@@ -158,9 +158,9 @@ def test_a_damaged_cache_is_exported_again_and_killed_exports_are_removed(tmp_pa
 
 
 def test_the_first_export_prints_no_known_warnings(tmp_path):
-    out = subprocess.run([sys.executable, '-m', 'streamdeq_ros.cli', 'export', '--checkpoint',
-                          MODEL, '--out', str(tmp_path / 'graphs')], capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([sys.executable, '-m', 'streamdeq_ros.tools.cli', 'export',
+                          '--checkpoint', MODEL, '--out', str(tmp_path / 'graphs')],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert 'Warning' not in out.stderr and out.stderr.strip().count('\n') == 0, out.stderr
 

@@ -4,12 +4,12 @@ import json
 import pytest
 import torch
 
-from streamdeq_ros.cli import main
 from streamdeq_ros.data.clips import street_clips
 from streamdeq_ros.data.street import CLASSES
 from streamdeq_ros.model.checkpoint import CheckpointError
 from streamdeq_ros.models import bundled_checkpoint
-from streamdeq_ros.peers import build_peer, load_peer, peer_frame_ms, peer_scores
+from streamdeq_ros.tools.cli import main
+from streamdeq_ros.tools.peers import build_peer, load_peer, peer_frame_ms, peer_scores
 
 
 @pytest.fixture(scope='module')

@@ -6,7 +6,7 @@ from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.model.checkpoint import load_net
 from streamdeq_ros.model.network import build_net
 from streamdeq_ros.models import bundled_checkpoint
-from streamdeq_ros.pipeline import FramePipeline
+from streamdeq_ros.runtime.pipeline import FramePipeline
 
 
 @pytest.fixture(scope='module')
@@ -85,7 +85,7 @@ def test_bad_settings_are_refused(pipeline):
 
 
 def test_only_the_named_heads_are_read_and_give_what_every_head_gives(pipeline):
-    from streamdeq_ros.tracking import IoUTracker
+    from streamdeq_ros.runtime.tracking import IoUTracker
     clip = StreetClip(11, 120, 240)
     every, some = pipeline.new_session('every'), pipeline.new_session('some')
     t_every, t_some = IoUTracker(), IoUTracker()
@@ -123,7 +123,7 @@ def test_only_the_named_heads_are_read_and_give_what_every_head_gives(pipeline):
 
 
 def test_partial_detections_keep_ids_from_the_tracks_refined_frames_advance(pipeline):
-    from streamdeq_ros.tracking import IoUTracker
+    from streamdeq_ros.runtime.tracking import IoUTracker
     clip = StreetClip(11, 120, 240)
     session, tracker, partials = pipeline.new_session('p'), IoUTracker(), []
     for t in range(3):

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from contractive_deq import ContractiveDEQ
-from streamdeq_ros.budget import CostEstimate, DeadlinePlanner, IterationBudget
 from streamdeq_ros.data import panning_frames as shifting_frames
 from streamdeq_ros.model import get_config, MDEQBackbone, unroll
 from streamdeq_ros.model.heads import SegmentationHead
-from streamdeq_ros.stream import NonFiniteStateError, step_batch, StreamSession
+from streamdeq_ros.runtime.budget import CostEstimate, DeadlinePlanner, IterationBudget
+from streamdeq_ros.runtime.stream import NonFiniteStateError, step_batch, StreamSession
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 

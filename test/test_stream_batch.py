@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from contractive_deq import ContractiveDEQ
-from streamdeq_ros.budget import IterationBudget
 from streamdeq_ros.data import panning_frames
 from streamdeq_ros.model.solvers import unroll, unroll_batch
-from streamdeq_ros.stream import NonFiniteStateError, step_batch, StreamSession
+from streamdeq_ros.runtime.budget import IterationBudget
+from streamdeq_ros.runtime.stream import NonFiniteStateError, step_batch, StreamSession
 
 
 def _streams(n, seed):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamdeq_ros.metrics import DetectionScore, PoseScore
-from streamdeq_ros.tracking import IoUTracker
+from streamdeq_ros.runtime.tracking import IoUTracker
+from streamdeq_ros.tools.metrics import DetectionScore, PoseScore
 
 TRUTH = [{'boxes': torch.tensor([[10.0, 10.0, 30.0, 50.0], [60.0, 20.0, 100.0, 40.0]]),
           'labels': torch.tensor([1, 2])},

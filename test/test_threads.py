@@ -1,7 +1,7 @@
 """ThreadPolicy: the solver's thread count follows the measured cost as the load changes."""
 import numpy as np
 
-from streamdeq_ros.threads import ladder, ThreadPolicy
+from streamdeq_ros.runtime.threads import ladder, ThreadPolicy
 
 # ms per iteration, as measured on this machine with the default model (docs/benchmarks.md "A busy
 # computer"): idle, 2 threads are the faster; with 2 busy processes, 1 thread is. The cores
@@ -76,7 +76,7 @@ def test_the_node_reports_the_wait_policy_its_environment_names():
 def test_the_cpu_meter_reads_this_machine():
     import time
 
-    from streamdeq_ros.threads import CpuMeter
+    from streamdeq_ros.runtime.threads import CpuMeter
     meter = CpuMeter(window_s=0.5)
     assert meter.available(time.monotonic()) is None             # one sample: not yet
     end = time.monotonic() + 0.4

@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from streamdeq_ros.cli import main as cli
 from streamdeq_ros.models.official import random_official
+from streamdeq_ros.tools.cli import main as cli
 
 
 def _run(*args, timeout=180):
-    out = subprocess.run([sys.executable, '-m', 'streamdeq_ros.cli'] + list(args),
+    out = subprocess.run([sys.executable, '-m', 'streamdeq_ros.tools.cli'] + list(args),
                          capture_output=True, text=True, timeout=timeout)
     return out.returncode, out.stdout + out.stderr
 

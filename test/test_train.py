@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from dataset_fixtures import write_cityscapes
-from streamdeq_ros.cli import main
 from streamdeq_ros.data import street
 from streamdeq_ros.model.checkpoint import load_net, read_checkpoint
 from streamdeq_ros.model.mdeq import get_config
 from streamdeq_ros.model.network import StreamDEQNet
-from streamdeq_ros.objective import draw_unrolls, forward_train
+from streamdeq_ros.tools.cli import main
+from streamdeq_ros.tools.objective import draw_unrolls, forward_train
 
 SMALL = ['--height', '32', '--width', '64', '--batch-size', '2', '--val-clips', '2',
          '--train-clips', '16', '--unroll', '3', '--f-thres', '3', '--threads', '2']

@@ -9,8 +9,8 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
 from dataset_fixtures import solid_frame, write_png
-from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import image_to_rgb
+from streamdeq_ros.runtime.executables import executable
 
 BIN = executable('streamdeq_video_source')
 

@@ -1,10 +1,10 @@
 """``streamdeq_node``: the StreamSession as a ROS 2 lifecycle node (cameras in, perception out).
 
-Each camera topic gets its own :class:`~streamdeq_ros.stream.StreamSession` on the model's
+Each camera topic gets its own :class:`~streamdeq_ros.runtime.stream.StreamSession` on the model's
 device. Subscriptions only keep the newest frame per camera (a frame replaced before it was
 processed is counted as skipped); a worker thread runs the model, so a fast camera never builds
 a backlog. Every output carries the input frame's header unchanged. The model math lives in
-:mod:`streamdeq_ros.pipeline`; this module converts, calls and publishes.
+:mod:`streamdeq_ros.runtime.pipeline`; this module converts, calls and publishes.
 """
 import queue
 import threading
@@ -25,16 +25,16 @@ from .image_conv import read_compressed, read_image
 from .intake import Camera, camera_prefix
 from .outputs import create_camera_publishers, create_label_publishers
 from .worker import FrameWork
-from ..backends import open_net
-from ..budget import IterationBudget
-from ..cuts import CutDetector
 from ..model.card import describe
 from ..model.checkpoint import CheckpointError, clause
 from ..models import resolve_checkpoint
-from ..monitor import StreamMonitor
-from ..pipeline import FramePipeline
-from ..threads import CpuMeter, ThreadPolicy, WAIT_POLICY
-from ..tracking import IoUTracker
+from ..runtime.backends import open_net
+from ..runtime.budget import IterationBudget
+from ..runtime.cuts import CutDetector
+from ..runtime.monitor import StreamMonitor
+from ..runtime.pipeline import FramePipeline
+from ..runtime.threads import CpuMeter, ThreadPolicy, WAIT_POLICY
+from ..runtime.tracking import IoUTracker
 
 #: solved frames (and partial results) waiting for the output thread; the worker waits when full
 OUTPUT_QUEUE = 4
@@ -80,7 +80,7 @@ class StreamDEQNode(FrameWork, LifecycleNode):
             raise StartupError(refused)
         self.cfg = {n: P.coerce(n, v) for n, v in values.items()}
         self.add_on_set_parameters_callback(self._on_set)
-        # threads 0: measured and chosen per load (streamdeq_ros/threads.py); N: exactly N
+        # threads 0: measured and chosen per load (streamdeq_ros/runtime/threads.py); N: exactly N
         # capped by the cores left only when OpenMP teams spin (OMP_WAIT_POLICY not PASSIVE)
         self.policy = ThreadPolicy(P.usable_cores(), self.cfg['threads'],
                                    capped=OMP_WAIT_POLICY.upper() != WAIT_POLICY)

@@ -22,8 +22,8 @@ import math
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..backends import BACKENDS
 from ..model.solvers import SOLVERS
+from ..runtime.backends import BACKENDS
 
 MODEL_SIZE = [0, 0]
 

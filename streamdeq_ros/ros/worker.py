@@ -19,7 +19,7 @@ from .image_conv import compressed_to_rgb, image_to_rgb, ImageError
 from .intake import Camera, Job, round_robin
 from .outputs import heads_for, MASK_USERS, publish_outputs, STAGES, wanted
 from .status import camera_diagnostics, status_message
-from ..stream import NonFiniteStateError
+from ..runtime.stream import NonFiniteStateError
 
 
 class FrameWork:

@@ -18,8 +18,8 @@ import vision_msgs.msg
 from vision_msgs.msg import Detection2DArray
 
 from streamdeq_ros.data.street import StreetClip
-from streamdeq_ros.executables import executable
 from streamdeq_ros.ros.image_conv import fill_image
+from streamdeq_ros.runtime.executables import executable
 
 CAM = '/decoder_test/cam'
 TOPICS = {'class': (Image, '/streamdeq/segmentation/class_mask'),

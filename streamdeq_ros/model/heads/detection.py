@@ -1,7 +1,7 @@
 """Faster R-CNN + FPN over the MDEQ fixed point, from torchvision's parts.
 
 The paper replaces Faster R-CNN's ResNet with MDEQ and sets the FPN's input channels to MDEQ's.
-Here the backbone's state comes from the :class:`~streamdeq_ros.stream.StreamSession` (warm
+Here the backbone's state comes from the :class:`~streamdeq_ros.runtime.stream.StreamSession` (warm
 started across frames), so the head starts from that state: the only code written here is the
 adapter that names the MDEQ scales as FPN levels (and a cache around the anchor generator, since
 a stream's frame size does not change). The FPN, anchor generator, RPN, RoIAlign

@@ -22,8 +22,8 @@ import time
 import cv2
 import numpy as np
 
-from .executables import executable
 from .harness import start_node
+from ..runtime.executables import executable
 
 TOPIC = '/streamdeq_demo/image'
 
@@ -59,7 +59,7 @@ def run(args) -> int:
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from .ros.image_conv import image_view
+    from ..ros.image_conv import image_view
 
     os.makedirs(args.out, exist_ok=True)
     switch_at = args.switch_at or args.frames // 2

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .harness import private_domain_env, profile_path, start_node
+from ..harness import private_domain_env, profile_path, start_node
 
 SETUPS = ('default-be', 'default-rel', 'profile-be', 'profile-rel', 'profile-sub-be',
           'compressed-be', 'node-default-be', 'node-profile-be')
@@ -37,7 +37,7 @@ TOPIC = '/streamdeq_bench_dds/image'
 
 
 def _frame(width: int, height: int) -> np.ndarray:
-    from .data.street import StreetClip
+    from ...data.street import StreetClip
     rgb = StreetClip(3, 96, 192)[0][0]
     return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
 
@@ -50,7 +50,7 @@ def _child(role: str, width: int, height: int, reliable: bool, compressed: bool,
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image
 
-    from .ros.image_conv import fill_image
+    from ...ros.image_conv import fill_image
     qos = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST,
                      reliability=ReliabilityPolicy.RELIABLE if reliable
                      else ReliabilityPolicy.BEST_EFFORT)
@@ -128,7 +128,7 @@ def run_one(width: int, height: int, setup: str, rate: float, seconds: float,
         os.remove(done)
     args = [str(width), str(height), str(int(reliable)), str(int(compressed)), str(rate),
             str(seconds)]
-    me = [sys.executable, '-m', 'streamdeq_ros.bench_dds', '--child']
+    me = [sys.executable, '-m', __spec__.name, '--child']
     if to_node:
         sub = start_node([TOPIC], {'threads': 1}, env=sub_env)
     else:

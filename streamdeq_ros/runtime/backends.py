@@ -2,11 +2,11 @@
 
 The one home of the choice the node's ``backend`` parameter and ``streamdeq bench node
 --backend`` make: both return a network with the same interface (see
-:mod:`streamdeq_ros.ort_backend`), its card and the device it runs on, in words.
+:mod:`streamdeq_ros.runtime.ort_backend`), its card and the device it runs on, in words.
 """
 from typing import Optional, Tuple
 
-from .model.checkpoint import load_net
+from ..model.checkpoint import load_net
 
 #: the runtimes a network can run under
 BACKENDS = ('torch', 'onnxruntime')

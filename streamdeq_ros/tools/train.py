@@ -29,8 +29,8 @@ clips with N iterations from zeros. Checkpoints
 (``last.pt``, resumable with ``--resume``) and the final ``model.pt`` hold only tensors and a
 model card, and load with ``torch.load(weights_only=True)``.
 
-Scale-out (:mod:`streamdeq_ros.distributed`): ``torchrun --nproc_per_node N -m
-streamdeq_ros.train ...`` or ``--nproc N`` trains with DistributedDataParallel (NCCL on GPUs,
+Scale-out (:mod:`streamdeq_ros.tools.distributed`): ``torchrun --nproc_per_node N -m
+streamdeq_ros.tools.train ...`` or ``--nproc N`` trains with DistributedDataParallel (NCCL on GPUs,
 gloo on CPU). ``--batch-size`` is the global batch; each epoch is one DistributedSampler
 permutation cut into whole global batches, so global batch t is the same for any number of
 processes, and a checkpoint resumes at the exact batch under any world size. SUR's draw is a
@@ -57,15 +57,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed, evaluate
-from .data import cityscapes, street
-from .data.clips import ClipStills, DatasetFormatError, street_clips, StreetStills
 from .metrics import METRIC_NAMES
-from .model.checkpoint import save_checkpoint
-from .model.mdeq import CONFIGS
-from .model.network import HEADS, IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
 from .objective import draw_unrolls, TrainStep, VARIANTS
 from .training import (cosine_schedule, head_specs, HEAD_WIDTHS, head_widths, init_from,
                        open_train_log, resume_training, write_model)
+from ..data import cityscapes, street
+from ..data.clips import ClipStills, DatasetFormatError, street_clips, StreetStills
+from ..model.checkpoint import save_checkpoint
+from ..model.mdeq import CONFIGS
+from ..model.network import HEADS, IMAGENET_MEAN, IMAGENET_STD, StreamDEQNet
 
 
 def validate(net: StreamDEQNet, clips, solver: str, iters: int, classes) -> Dict:
@@ -361,7 +361,7 @@ def add_arguments(p: argparse.ArgumentParser):
     g.add_argument('--nproc', type=int, default=1,
                    help='processes (one per GPU, or CPU processes with gloo): starts this '
                         'command N times through torch.distributed.run, as torchrun '
-                        '--nproc_per_node N -m streamdeq_ros.train would; --batch-size is '
+                        '--nproc_per_node N -m streamdeq_ros.tools.train would; --batch-size is '
                         'the global batch')
     g.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
                    help="auto: this process's GPU when CUDA is available, else the CPU")
@@ -384,7 +384,7 @@ def add_arguments(p: argparse.ArgumentParser):
 
 def run(args) -> int:
     """Entry point of ``streamdeq train`` (and of each process of a torchrun)."""
-    code = distributed.relaunch(args, 'streamdeq_ros.train', 'streamdeq train')
+    code = distributed.relaunch(args, __spec__.name, 'streamdeq train')
     if code is not None:
         return code
     for side in (args.height, args.width):
@@ -422,7 +422,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m streamdeq_ros.train`` (what torchrun starts in each process)."""
+    """``python -m streamdeq_ros.tools.train`` (what torchrun starts in each process)."""
     return distributed.module_main('streamdeq train', __doc__, add_arguments, run, argv)
 
 

@@ -1,7 +1,8 @@
 """From a camera frame to perception outputs: everything the ROS node calls, without ROS.
 
 :class:`FramePipeline` holds one loaded network on one device and makes one
-:class:`~streamdeq_ros.stream.StreamSession` per camera. For a frame (RGB uint8, any size) it
+:class:`~streamdeq_ros.runtime.stream.StreamSession` per camera. For a
+frame (RGB uint8, any size) it
 resizes to the network's input size, runs the session (warm start, budget, partial results)
 and reads every head of the network from the one state: a class-id mask at the camera's
 resolution (``'input'``) or at the network's input resolution (``'network'``), detections
@@ -19,12 +20,12 @@ import torch
 from .budget import DeadlinePlanner, IterationBudget
 from .cuts import CutDetector
 from .frame_output import check_resolution, Detections, FrameOutput, ReadSpec, StageTimer
-from .model.card import card_solver
-from .model.heads.segmentation import class_ids
-from .model.network import HEADS, StreamDEQNet
-from .model.solvers import BATCH_SOLVERS
 from .stream import FrameResult, NonFiniteStateError, PartialResult, step_batch, StreamSession
 from .tracking import IoUTracker
+from ..model.card import card_solver
+from ..model.heads.segmentation import class_ids
+from ..model.network import HEADS, StreamDEQNet
+from ..model.solvers import BATCH_SOLVERS
 
 
 def _state(z: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -326,7 +327,7 @@ class FramePipeline:
                       ) -> List[Union[Tuple[FrameResult, FrameOutput], NonFiniteStateError]]:
         """Run one frame per session in one batched solve and one batched read of the heads.
 
-        Per session it gives what :meth:`process` gives (see :func:`~streamdeq_ros.stream.
+        Per session it gives what :meth:`process` gives (see :func:`~streamdeq_ros.runtime.stream.
         step_batch` for tolerance, partials and non-finite states); ``on_partial(i, output)``
         names the session by its index. A session whose frame failed gets the
         :class:`NonFiniteStateError` in its place. ``defer_masks``: see :meth:`read_batch`.

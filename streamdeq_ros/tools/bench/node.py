@@ -3,8 +3,8 @@
 ``streamdeq_node`` runs as its own process (one camera, reliable input, the given model and
 ``iters``). For each frame size, the bench sends held-out street frames resized to that size
 one at a time over DDS and, in between, runs the same frame through its own
-:class:`~streamdeq_ros.pipeline.FramePipeline` session in this process (interleaved, so both
-see the same machine). Per frame it records:
+:class:`~streamdeq_ros.runtime.pipeline.FramePipeline` session in this process (interleaved, so
+both see the same machine). Per frame it records:
 
 - ``node_ms``: the node's own latency (``~/status``: from taking the frame to the last output
   published), with its stages (``wait``, ``convert``, ``prepare``, ``solve``, ``partials``,
@@ -33,9 +33,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .backends import BACKENDS
-from .harness import exit_reason, private_domain_env, profile_path, start_node, stop_node
-from .models import resolve_checkpoint
+from ..harness import exit_reason, private_domain_env, profile_path, start_node, stop_node
+from ...models import resolve_checkpoint
+from ...runtime.backends import BACKENDS
 
 TOPIC = '/streamdeq_bench_node/image'
 STAGES = ('wait', 'convert', 'prepare', 'solve', 'partials', 'heads', 'queue', 'mask',
@@ -44,7 +44,7 @@ STAGES = ('wait', 'convert', 'prepare', 'solve', 'partials', 'heads', 'queue', '
 
 def bench_frames(width: int, height: int, n: int, seed: int = 0) -> list:
     """Return ``n`` consecutive held-out street frames resized to ``width`` x ``height``."""
-    from .data.clips import street_clips
+    from ...data.clips import street_clips
     frames = []
     k = 0
     while len(frames) < n:
@@ -65,11 +65,11 @@ def _run_size(width, height, args, checkpoint):
 
     import torch
 
-    from .backends import open_net
-    from .cuts import CutDetector
-    from .pipeline import FramePipeline
-    from .ros.image_conv import fill_image
-    from .tracking import IoUTracker
+    from ...runtime.backends import open_net
+    from ...runtime.cuts import CutDetector
+    from ...runtime.pipeline import FramePipeline
+    from ...ros.image_conv import fill_image
+    from ...runtime.tracking import IoUTracker
 
     device = 'cuda' if torch.cuda.is_available() else 'cpu'     # what the node's 'auto' picks
     size = tuple(args.input_size) if args.input_size else None
@@ -198,9 +198,9 @@ def run(args) -> int:
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    from .bench import size_list
-    from .model.checkpoint import CheckpointError
-    from .model.solvers import SOLVERS
+    from .solver import size_list
+    from ...model.checkpoint import CheckpointError
+    from ...model.solvers import SOLVERS
     prog = 'streamdeq bench node'
     try:
         checkpoint = resolve_checkpoint(args.checkpoint)

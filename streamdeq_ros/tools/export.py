@@ -12,8 +12,8 @@ def add_arguments(p):
 
 def run(args) -> int:
     """Export and say what was written."""
-    from .models import resolve_checkpoint
-    from .onnx_export import export_onnx
+    from ..models import resolve_checkpoint
+    from ..runtime.onnx_export import export_onnx
     info = export_onnx(resolve_checkpoint(args.checkpoint), args.out)
     print('wrote %s: %s, card.json (opset %d; heads outputs %s)'
           % (args.out, ', '.join(info['graphs'].values()), info['opset'],

@@ -31,13 +31,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .data import street
-from .data.clips import DET_CLASSES, frame_targets, LabelledClip, street_clips, StreetStills
 from .metrics import DetectionScore, METRIC_NAMES, seconds_per_frame, SegmentationScore
-from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from .model.heads.segmentation import class_ids
-from .model.network import IMAGENET_MEAN, IMAGENET_STD
 from .training import cosine_schedule, open_train_log, resume_training, write_model
+from ..data import street
+from ..data.clips import DET_CLASSES, frame_targets, LabelledClip, street_clips, StreetStills
+from ..model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from ..model.heads.segmentation import class_ids
+from ..model.network import IMAGENET_MEAN, IMAGENET_STD
 
 #: peer name -> the task it is scored on
 PEERS = {'lraspp': 'segmentation', 'fasterrcnn': 'detection'}

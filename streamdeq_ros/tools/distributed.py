@@ -1,6 +1,6 @@
 """Scale-out for training and evaluation: torchrun + DistributedDataParallel, nothing home-made.
 
-``torchrun --nproc_per_node N -m streamdeq_ros.train ...`` (or ``streamdeq train --nproc N``,
+``torchrun --nproc_per_node N -m streamdeq_ros.tools.train ...`` (or ``streamdeq train --nproc N``,
 which starts the same through torch's elastic launcher) runs one process per device. This module
 holds the plumbing both use:
 

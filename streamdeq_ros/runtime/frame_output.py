@@ -1,6 +1,6 @@
 """What the pipeline gives for a frame: detections, the frame's outputs, how to read a state.
 
-Plain records shared by :mod:`streamdeq_ros.pipeline` and its callers (the node's outputs),
+Plain records shared by :mod:`streamdeq_ros.runtime.pipeline` and its callers (the node's outputs),
 plus the stage timer that fills ``FrameOutput.stages_ms``.
 """
 from contextlib import contextmanager

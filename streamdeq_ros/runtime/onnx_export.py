@@ -1,7 +1,7 @@
 """The network as ONNX graphs (behind ``streamdeq export``); the iteration loop stays in Python.
 
 Separate graphs, so that the warm start, ``iters``, the tolerance, the deadline and partial
-results stay in :class:`~streamdeq_ros.stream.StreamSession` and ``iters`` stays a live
+results stay in :class:`~streamdeq_ros.runtime.stream.StreamSession` and ``iters`` stays a live
 parameter under any runtime:
 
 - ``inject.onnx``: normalised frame ``x`` (N, 3, H, W) -> injection ``u`` (the stem);
@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model.checkpoint import file_sha256, load_net
-from .model.heads.common import finest_features
-from .model.heads.pose import decode_heatmaps
+from ..model.checkpoint import file_sha256, load_net
+from ..model.heads.common import finest_features
+from ..model.heads.pose import decode_heatmaps
 
 OPSET = 17
 #: the layout of the exported directory (ort_backend's cache is keyed by it); 3 adds ``files``
@@ -118,7 +118,7 @@ def _example(net, h: int, w: int):
     Tracing follows the example's branches: a state in which the detector finds persons
     makes the pose path part of the detection heads graph.
     """
-    from .data.street import StreetClip
+    from ..data.street import StreetClip
     from .stream import StreamSession
     frames, states = [], []
     for seed in (3, 5):

@@ -4,10 +4,10 @@
 pipeline and the sessions use one: ``backbone`` (``inject``, ``f``, ``zeros``,
 ``state_matches``), ``perceive``, ``normalize``, ``persons`` and the head metadata. The
 iteration loop, warm start, tolerance, deadline and partial results stay in
-:class:`~streamdeq_ros.stream.StreamSession`, so ``iters`` stays live. States are torch CPU
+:class:`~streamdeq_ros.runtime.stream.StreamSession`, so ``iters`` stays live. States are torch CPU
 tensors shared with onnxruntime as numpy views. Graphs come from a directory that
-:func:`~streamdeq_ros.onnx_export.export_onnx` wrote, or are exported once into a cache directory
-keyed by the checkpoint's hash (:func:`ort_net`). A directory is trusted only when its
+:func:`~streamdeq_ros.runtime.onnx_export.export_onnx` wrote, or are exported once into a cache
+directory keyed by the checkpoint's hash (:func:`ort_net`). A directory is trusted only when its
 ``card.json`` reads, is of this format and every graph file has the size and sha256 it lists
 (:func:`export_problem`); a cached one that fails is exported again, and the ``.tmp``
 folders that a killed export left are removed.
@@ -22,9 +22,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from .model.checkpoint import file_sha256, load_net
-from .model.network import Perception
 from .onnx_export import export_onnx, FORMAT, graph_files, output_names
+from ..model.checkpoint import file_sha256, load_net
+from ..model.network import Perception
 
 PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
 
@@ -213,7 +213,7 @@ def _remove_stale_exports(root: str):
 
 def cache_dir() -> str:
     """Return where exported graphs are cached (``$STREAMDEQ_CACHE`` or ~/.cache)."""
-    from .models import cache_root
+    from ..models import cache_root
     return os.path.join(cache_root(), 'onnx')
 
 

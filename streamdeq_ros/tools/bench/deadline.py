@@ -24,10 +24,10 @@ import time
 
 import numpy as np
 
-from .bench_cameras import camera_topic
-from .bench_node import add_checkpoint_option
-from .harness import private_domain_env, profile_path, start_node, stop_node
-from .models import resolve_checkpoint
+from .cameras import camera_topic, publisher_command
+from .node import add_checkpoint_option
+from ..harness import private_domain_env, profile_path, start_node, stop_node
+from ...models import resolve_checkpoint
 
 RULES = ('reactive', 'predictive')
 TOPIC = camera_topic(0)                          # the one camera of bench_cameras' publisher
@@ -79,8 +79,7 @@ def _measure(args, checkpoint: str) -> dict:
         if not params.wait_for_services(timeout_sec=60):
             raise RuntimeError('the node did not come up')
         pub_proc = subprocess.Popen(
-            [sys.executable, '-m', 'streamdeq_ros.bench_cameras', '--child', '1', str(width),
-             str(height), str(args.rate), str(args.duration + 120)], env=env)
+            publisher_command(1, width, height, args.rate, args.duration + 120), env=env)
         end = time.monotonic() + 60
         while not status:
             if time.monotonic() > end:

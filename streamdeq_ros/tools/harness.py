@@ -10,11 +10,11 @@ import signal
 import subprocess
 from typing import Mapping, Optional, Sequence, Union
 
-from .executables import executable
+from ..runtime.executables import executable
 
 #: the Fast DDS profile for large frames, in the source tree
-PROFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
-                       'fastdds_large_images.xml')
+_SOURCE_TREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROFILE = os.path.join(_SOURCE_TREE, 'config', 'fastdds_large_images.xml')
 
 
 def node_args(cameras: Sequence[str], params: Mapping[str, object]) -> list:

@@ -19,13 +19,13 @@ import os
 import torch
 from torchvision.models.detection.image_list import ImageList
 
-from .bench import median_ms
-from .data.clips import street_clips
-from .model.checkpoint import load_net
-from .model.heads.detection import mdeq_to_fpn_levels
-from .model.heads.segmentation import class_ids
-from .model.network import HEADS
-from .stream import StreamSession
+from .solver import median_ms
+from ...data.clips import street_clips
+from ...model.checkpoint import load_net
+from ...model.heads.detection import mdeq_to_fpn_levels
+from ...model.heads.segmentation import class_ids
+from ...model.network import HEADS
+from ...runtime.stream import StreamSession
 
 
 @torch.inference_mode()
@@ -91,7 +91,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     """Entry point for the parsed arguments."""
-    from .models import bundled_checkpoint, resolve_checkpoint
+    from ...models import bundled_checkpoint, resolve_checkpoint
     try:
         out = bench_heads(resolve_checkpoint(args.checkpoint) if args.checkpoint
                           else bundled_checkpoint('multi_tiny_sur'), args.iters,

@@ -14,11 +14,11 @@ from typing import Dict, Tuple
 
 import torch
 
-from .data import street
-from .data.clips import DET_CLASSES
-from .model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from .model.network import StreamDEQNet
-from .model.official import load_official
+from ..data import street
+from ..data.clips import DET_CLASSES
+from ..model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from ..model.network import StreamDEQNet
+from ..model.official import load_official
 
 
 def cosine_schedule(opt: torch.optim.Optimizer, steps: int):

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from .data import street
-from .model.heads.common import finest_features
-from .model.heads.pose import gaussian_targets
-from .model.network import StreamDEQNet
-from .model.solvers import broyden, unroll
+from ..data import street
+from ..model.heads.common import finest_features
+from ..model.heads.pose import gaussian_targets
+from ..model.network import StreamDEQNet
+from ..model.solvers import broyden, unroll
 
 VARIANTS = ('sur', 'ur', 'il')
 

@@ -6,7 +6,7 @@ streamed from frame 0 at M iterations per frame. Every head is scored (the same 
 
 - ``warm``: the state runs across the cut (the node without ``reset_on_cut``);
 - ``oracle``: the stream restarts from zeros exactly at the cut;
-- ``detector``: the stream restarts when :class:`~streamdeq_ros.cuts.CutDetector` (at
+- ``detector``: the stream restarts when :class:`~streamdeq_ros.runtime.cuts.CutDetector` (at
   ``--threshold``) fires, as the node does with ``reset_on_cut``.
 
 The single-frame result (N iterations from zeros on each frame) is the reference. The
@@ -28,14 +28,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cuts import CutDetector
-from .data.clips import LabelledClip, street_clips
 from .evaluate import new_scorers, score_state, scored_tasks
 from .metrics import METRIC_NAMES
-from .model.card import card_solver
-from .model.checkpoint import CheckpointError, load_net
-from .models import resolve_checkpoint
-from .stream import StreamSession
+from ..data.clips import LabelledClip, street_clips
+from ..model.card import card_solver
+from ..model.checkpoint import CheckpointError, load_net
+from ..models import resolve_checkpoint
+from ..runtime.cuts import CutDetector
+from ..runtime.stream import StreamSession
 
 RULES = ('warm', 'oracle', 'detector')
 

@@ -30,9 +30,9 @@ def add_arguments(p):
 
 def run(args) -> int:
     """Entry point of ``streamdeq import-official``."""
-    from .model.card import describe
-    from .model.checkpoint import CheckpointError
-    from .models.official import import_official, random_official
+    from ..model.card import describe
+    from ..model.checkpoint import CheckpointError
+    from ..models.official import import_official, random_official
     if args.random_weights == bool(args.file):
         print('streamdeq import-official: give the official FILE or --random-weights (not '
               'both)', file=sys.stderr)

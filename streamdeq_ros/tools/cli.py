@@ -3,18 +3,19 @@ import argparse
 import importlib
 import sys
 
-#: (parent, name, module under streamdeq_ros, one-line help); the module's docstring is the
+#: (parent, name, module under streamdeq_ros.tools, one-line help); the module's docstring is the
 #: long description, and it provides ``add_arguments(parser)`` and ``run(args)``
 COMMANDS = (
-    ('bench', 'solver', 'bench', 'warm vs cold iterations to tolerance, cost of one f evaluation'),
-    ('bench', 'heads', 'bench_heads', 'per-frame cost of each task head next to the backbone'),
-    ('bench', 'dds', 'bench_dds', 'camera frames delivered over DDS on this host, per set-up'),
-    ('bench', 'node', 'bench_node', 'node latency over the same model in-process, per stage'),
-    ('bench', 'cameras', 'bench_cameras', 'node frames/s with 1, 2, 4, ... cameras, batched'),
-    ('bench', 'deadline', 'bench_deadline', 'reactive vs predictive deadline under changing load'),
-    ('bench', 'contention', 'bench_contention', 'the node beside busy processes, per threads'),
-    ('bench', 'cudagraph', 'bench_cudagraph', 'the fixed-M loop from a CUDA graph vs eager'),
-    ('bench', 'train', 'bench_train', 'training images/s and memory with 1, 2, ... processes'),
+    ('bench', 'solver', 'bench.solver',
+     'warm vs cold iterations to tolerance, cost of one f evaluation'),
+    ('bench', 'heads', 'bench.heads', 'per-frame cost of each task head next to the backbone'),
+    ('bench', 'dds', 'bench.dds', 'camera frames delivered over DDS on this host, per set-up'),
+    ('bench', 'node', 'bench.node', 'node latency over the same model in-process, per stage'),
+    ('bench', 'cameras', 'bench.cameras', 'node frames/s with 1, 2, 4, ... cameras, batched'),
+    ('bench', 'deadline', 'bench.deadline', 'reactive vs predictive deadline under changing load'),
+    ('bench', 'contention', 'bench.contention', 'the node beside busy processes, per threads'),
+    ('bench', 'cudagraph', 'bench.cudagraph', 'the fixed-M loop from a CUDA graph vs eager'),
+    ('bench', 'train', 'bench.train', 'training images/s and memory with 1, 2, ... processes'),
     (None, 'train', 'train', 'train IL/UR/SUR models (segmentation, detection, pose)'),
     (None, 'train-peer', 'peers', 'train a torchvision peer (LR-ASPP, Faster R-CNN) to compare'),
     (None, 'eval', 'evaluate', "the paper's streaming evaluation (metric vs offset)"),

@@ -29,13 +29,13 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from .budget import IterationBudget
-from .data import panning_frames, street
-from .data.clips import derive_seed
-from .model import get_config, MDEQBackbone
-from .model.checkpoint import load_net
-from .model.solvers import SOLVERS
-from .stream import StreamSession
+from ...data import panning_frames, street
+from ...data.clips import derive_seed
+from ...model import get_config, MDEQBackbone
+from ...model.checkpoint import load_net
+from ...model.solvers import SOLVERS
+from ...runtime.budget import IterationBudget
+from ...runtime.stream import StreamSession
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -68,7 +68,7 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     if checkpoint:
-        from .models import resolve_checkpoint
+        from ...models import resolve_checkpoint
         net, card = load_net(resolve_checkpoint(checkpoint))
         model, cfg, config = net.backbone, net.cfg, net.cfg.name
         clip = street.StreetClip(derive_seed(seed, 'val', 0), height, width)

@@ -21,17 +21,17 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from . import distributed
+from .. import distributed
 
 
 def _child(argv) -> int:
-    from .data.clips import StreetStills
-    from .data.street import CLASSES, PALETTE
-    from .model.mdeq import get_config
-    from .model.network import StreamDEQNet
-    from .objective import TrainStep
-    from .train import device_batch
-    from .training import head_specs
+    from ...data.clips import StreetStills
+    from ...data.street import CLASSES, PALETTE
+    from ...model.mdeq import get_config
+    from ...model.network import StreamDEQNet
+    from ..objective import TrainStep
+    from ..train import device_batch
+    from ..training import head_specs
     cfg, h, w, batch, steps, warmup, unroll, threads, device, out = argv
     d = distributed.setup(device)
     try:
@@ -116,7 +116,7 @@ def run(args) -> int:
                 child = [args.config, str(args.height), str(args.width), str(args.batch_size),
                          str(args.steps), str(args.warmup), str(args.unroll), str(args.threads),
                          args.device, out]
-                code = distributed.launch(n, 'streamdeq_ros.bench_train', ['--child'] + child)
+                code = distributed.launch(n, __spec__.name, ['--child'] + child)
                 if code:
                     return code
                 with open(out) as fh:

@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from .bench_node import add_checkpoint_option, bench_frames, STAGES
-from .harness import private_domain_env, profile_path, start_node, stop_node
-from .models import resolve_checkpoint
+from .node import add_checkpoint_option, bench_frames, STAGES
+from ..harness import private_domain_env, profile_path, start_node, stop_node
+from ...models import resolve_checkpoint
 
 SETTLE_S = 1.0
 
@@ -29,6 +29,13 @@ SETTLE_S = 1.0
 def camera_topic(k: int) -> str:
     """Return the topic of camera ``k`` of the bench's publisher."""
     return '/streamdeq_bench_cameras/cam%d' % k
+
+
+def publisher_command(cameras: int, width: int, height: int, rate: float, seconds: float,
+                      stamps: str = '') -> list:
+    """Return the command line of the synthetic camera publisher (this module as a child)."""
+    return ([sys.executable, '-m', __spec__.name, '--child', str(cameras), str(width),
+             str(height), str(rate), str(seconds)] + ([stamps] if stamps else []))
 
 
 def _publisher(n: int, width: int, height: int, rate: float, seconds: float,
@@ -43,8 +50,8 @@ def _publisher(n: int, width: int, height: int, rate: float, seconds: float,
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from .ros.image_conv import fill_image
-    from .ros.shutdown import init_with_stop_flag
+    from ...ros.image_conv import fill_image
+    from ...ros.shutdown import init_with_stop_flag
     stop = init_with_stop_flag()
     node = Node('bench_cameras_publisher')
     pubs = [node.create_publisher(Image, camera_topic(k), qos_profile_sensor_data)
@@ -111,8 +118,7 @@ def _measure(n: int, args, checkpoint: str) -> dict:
         if not params.wait_for_services(timeout_sec=60):
             raise RuntimeError('the node did not come up')
         pub_proc = subprocess.Popen(
-            [sys.executable, '-m', 'streamdeq_ros.bench_cameras', '--child', str(n), str(width),
-             str(height), str(args.rate), str(total_s)], env=env)
+            publisher_command(n, width, height, args.rate, total_s), env=env)
         end = time.monotonic() + 60          # until every camera is answered
         while {s['camera'] for _, s in status} != {camera_topic(k) for k in range(n)}:
             if time.monotonic() > end:

@@ -29,10 +29,10 @@ import time
 
 import numpy as np
 
-from .bench_cameras import camera_topic
-from .bench_node import add_checkpoint_option
-from .harness import private_domain_env, profile_path, start_node, stop_node
-from .models import resolve_checkpoint
+from .cameras import camera_topic, publisher_command
+from .node import add_checkpoint_option
+from ..harness import private_domain_env, profile_path, start_node, stop_node
+from ...models import resolve_checkpoint
 
 TOPIC = camera_topic(0)                          # the one camera of bench_cameras' publisher
 
@@ -101,8 +101,7 @@ def _backend(backend: str, args, checkpoint: str) -> list:
         for rate in (float(r) for r in args.rates.split(',')):
             log = tempfile.NamedTemporaryFile(suffix='.stamps', delete=False).name
             pub_proc = subprocess.Popen(
-                [sys.executable, '-m', 'streamdeq_ros.bench_cameras', '--child', '1',
-                 str(width), str(height), str(rate), '100000', log], env=env)
+                publisher_command(1, width, height, rate, 100000, log), env=env)
             del status[:]
             end = time.monotonic() + 120
             while not status:

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from .bench_node import add_checkpoint_option
-from .models import resolve_checkpoint
+from .node import add_checkpoint_option
+from ...models import resolve_checkpoint
 
 PREFIX = 'streamdeq bench cudagraph'
 
@@ -66,8 +66,8 @@ def run(args) -> int:
     import torch
     from torch.nn.utils import parametrize
 
-    from .data.clips import street_clips
-    from .model.checkpoint import load_net
+    from ...data.clips import street_clips
+    from ...model.checkpoint import load_net
     if not torch.cuda.is_available():
         print('%s: CUDA graphs need a CUDA device; torch.cuda.is_available() is False here'
               % PREFIX)

@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.detection import MeanAveragePrecision
 
-from .data.clips import LabelledClip
+from ..data.clips import LabelledClip
 
 IGNORE_INDEX = 255
 #: the printed name of each metric

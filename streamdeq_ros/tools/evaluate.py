@@ -3,7 +3,7 @@
 For a clip whose frame n is labelled and an offset t, the stream starts from z = 0 at frame
 n - t, runs M iterations per frame up to frame n (each frame warm-starts from the previous
 one) and is scored at frame n. This is done for every t in ``--offsets`` and M in ``--iters``,
-through the same :class:`~streamdeq_ros.stream.StreamSession` the ROS node uses. The
+through the same :class:`~streamdeq_ros.runtime.stream.StreamSession` the ROS node uses. The
 single-frame baseline runs N iterations from zeros on frame n alone (N = 20 for UR/SUR, the
 Broyden threshold for IL). Offset t = 0 is the single-frame result with M iterations.
 
@@ -35,15 +35,15 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from . import distributed
-from .data.clips import frame_targets, LabelledClip
 from .metrics import (DetectionScore, METRIC_NAMES, POSE_DET_IOU, POSE_DET_SCORE, PoseScore,
                       seconds_per_frame, SegmentationScore)
-from .model.card import card_solver
-from .model.heads.segmentation import class_ids
-from .model.network import HEADS
-from .model.solvers import SOLVERS
 from .reports import README_TASKS, table_markdown, update_readme, write_reports
-from .stream import StreamSession
+from ..data.clips import frame_targets, LabelledClip
+from ..model.card import card_solver
+from ..model.heads.segmentation import class_ids
+from ..model.network import HEADS
+from ..model.solvers import SOLVERS
+from ..runtime.stream import StreamSession
 
 
 def _stack(clips: Sequence[LabelledClip], index_from_end: int, device) -> torch.Tensor:
@@ -245,12 +245,12 @@ def _offsets(text: str) -> List[int]:
 
 def load_clips(data: str, count: int, height: int, width: int, seed: int):
     """Load evaluation clips: ``street`` (held-out generated clips) or ``cityscapes:ROOT``."""
-    from .data.clips import street_clips
+    from ..data.clips import street_clips
     if data == 'street':
-        from .data import street
+        from ..data import street
         return street_clips(count, height, width, seed=seed, split='val'), list(street.CLASSES)
     if data.startswith('cityscapes:'):
-        from .data.cityscapes import cityscapes_clips, TRAIN_CLASSES
+        from ..data.cityscapes import cityscapes_clips, TRAIN_CLASSES
         clips = cityscapes_clips(data.split(':', 1)[1], 'val', (height, width), limit=count)
         return clips, list(TRAIN_CLASSES)
     raise ValueError("--data must be 'street' or 'cityscapes:ROOT', got %r" % data)
@@ -289,7 +289,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     """Entry point of ``streamdeq eval`` (and of each process of a torchrun)."""
-    code = distributed.relaunch(args, 'streamdeq_ros.evaluate', 'streamdeq eval')
+    code = distributed.relaunch(args, __spec__.name, 'streamdeq eval')
     if code is not None:
         return code
     return distributed.run_in_group('streamdeq eval', 'cpu' if args.device == 'cpu' else 'cuda',
@@ -298,8 +298,8 @@ def run(args) -> int:
 
 def _run(args, d: distributed.Dist) -> int:
     import shlex
-    from .model.checkpoint import CheckpointError, load_net
-    from .models import resolve_checkpoint
+    from ..model.checkpoint import CheckpointError, load_net
+    from ..models import resolve_checkpoint
     if d.world > 1:
         args.device = str(d.device)
     if args.threads:
@@ -418,7 +418,7 @@ def _run(args, d: distributed.Dist) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m streamdeq_ros.evaluate`` (what torchrun starts in each process)."""
+    """``python -m streamdeq_ros.tools.evaluate`` (what torchrun starts in each process)."""
     return distributed.module_main('streamdeq eval', __doc__, add_arguments, run, argv)
 
 

@@ -9,8 +9,8 @@ The session knows nothing of ROS. It needs a *backbone* with the methods of
 :class:`streamdeq_ros.model.MDEQBackbone` (``inject``, ``zeros``, ``f``, ``state_matches``) and
 an optional *readout* (the task heads) that maps a state to outputs.
 
-The iteration count of a frame is decided in one place, :class:`~streamdeq_ros.budget.
-IterationBudget` (see :mod:`streamdeq_ros.budget`).
+The iteration count of a frame is decided in one place, :class:`~streamdeq_ros.runtime.budget.
+IterationBudget` (see :mod:`streamdeq_ros.runtime.budget`).
 
 :func:`step_batch` advances several sessions (cameras) by one frame each in one batched solve;
 each session ends exactly where its own :meth:`StreamSession.step` would have.
@@ -23,7 +23,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from .budget import DeadlinePlanner, IterationBudget
-from .model.solvers import BATCH_SOLVERS, SOLVERS
+from ..model.solvers import BATCH_SOLVERS, SOLVERS
 
 Readout = Callable[[List[torch.Tensor]], Any]
 
