@@ -20,13 +20,13 @@ def test_warm_start_needs_at_least_3x_fewer_iterations_than_cold():
     model = ContractiveDEQ(rho=0.95)
     frames = shifting_frames(n=8, speed=0.1)
     budget = IterationBudget(iters=2000, tol=1e-4)
-    warm = StreamSession(model, budget=budget, name='warm')
-    cold = StreamSession(model, budget=budget, name='cold')
+    warm = StreamSession(model, name='warm')
+    cold = StreamSession(model, name='cold')
     warm_iters, cold_iters = [], []
     for t, x in enumerate(frames):
-        w = warm.step(x)
+        w = warm.step(x, budget)
         cold.reset()
-        c = cold.step(x)
+        c = cold.step(x, budget)
         assert w.final_residual < 1e-4 and c.final_residual < 1e-4
         assert w.warm == (t > 0) and not c.warm
         if t > 0:
@@ -40,9 +40,10 @@ def test_warm_start_needs_at_least_3x_fewer_iterations_than_cold():
 def test_state_stays_on_the_model_device_between_frames(device, monkeypatch):
     cfg = get_config('tiny')
     model = MDEQBackbone(cfg).eval().to(device)
-    session = StreamSession(model, budget=IterationBudget(iters=2))
+    session = StreamSession(model)
+    two = IterationBudget(iters=2)
     frames = [x.to(device) for x in shifting_frames(n=3, height=64, width=64)]
-    session.step(frames[0])
+    session.step(frames[0], two)
     calls = []
     for name in ('cpu', 'numpy', 'tolist'):
         original = getattr(torch.Tensor, name)
@@ -53,7 +54,7 @@ def test_state_stays_on_the_model_device_between_frames(device, monkeypatch):
             return _orig(self, *a, **k)
         monkeypatch.setattr(torch.Tensor, name, spy)
     before = session.state
-    r = session.step(frames[1])
+    r = session.step(frames[1], two)
     monkeypatch.undo()
     assert calls == [], 'state left the device: %s' % calls
     assert r.warm and session.state is not before
@@ -63,7 +64,7 @@ def test_state_stays_on_the_model_device_between_frames(device, monkeypatch):
 
 def test_reset_and_shape_change_start_from_zeros():
     model = ContractiveDEQ()
-    session = StreamSession(model, budget=IterationBudget(iters=3))
+    session = StreamSession(model)
     x = shifting_frames(n=1)[0]
     assert not session.step(x).warm
     assert session.step(x).warm
@@ -79,7 +80,7 @@ def test_reset_and_shape_change_start_from_zeros():
 
 def test_non_finite_state_resets_itself_and_is_counted():
     model = ContractiveDEQ()
-    session = StreamSession(model, budget=IterationBudget(iters=3))
+    session = StreamSession(model)
     frames = shifting_frames(n=3)
     session.step(frames[0])
     with torch.inference_mode():
@@ -95,8 +96,8 @@ def test_non_finite_state_resets_itself_and_is_counted():
         bad.embed.bias.fill_(float('nan'))
     delivered = []
     with pytest.raises(NonFiniteStateError):
-        StreamSession(bad, budget=IterationBudget(iters=3)).step(
-            frames[0], partial_at=[1, 2], on_partial=delivered.append)
+        StreamSession(bad).step(frames[0], IterationBudget(iters=3), partial_at=[1, 2],
+                                on_partial=delivered.append)
     assert delivered == []                            # no NaN partial reached the caller
 
 
@@ -105,10 +106,11 @@ def test_partial_results_are_the_heads_after_k_iterations():
     cfg = get_config('tiny')
     backbone = MDEQBackbone(cfg).eval()
     head = SegmentationHead(cfg.num_channels, 5).eval()
-    session = StreamSession(backbone, readout=head, budget=IterationBudget(iters=3))
+    session = StreamSession(backbone, readout=head)
     x = shifting_frames(n=1, height=64, width=64)[0]
     streamed = []
-    r = session.step(x, partial_at=[1, 2, 7], on_partial=streamed.append)
+    r = session.step(x, IterationBudget(iters=3), partial_at=[1, 2, 7],
+                     on_partial=streamed.append)
     assert [p.iteration for p in r.partials] == [1, 2] and streamed == r.partials
     u = backbone.inject(x)
     ref1 = unroll(lambda z: backbone.f(z, u), backbone.zeros(u), 1).z
@@ -120,13 +122,15 @@ def test_partial_results_are_the_heads_after_k_iterations():
 
 def test_iteration_budget_per_frame_override_deadline_and_validation():
     model = ContractiveDEQ()
-    session = StreamSession(model, budget=IterationBudget(iters=4))
+    session = StreamSession(model)
+    four = IterationBudget(iters=4)
     x = shifting_frames(n=1)[0]
-    assert session.step(x).iters == 4
-    assert session.step(x, iters=1).iters == 1
-    assert session.step(x).iters == 4
-    session.budget = IterationBudget(iters=50, deadline_ms=1e-6)
-    assert session.step(x).iters == 1          # the deadline passed during the first iteration
+    assert session.step(x).iters == IterationBudget().iters == 2     # without one: the default
+    assert session.step(x, four).iters == 4
+    assert session.step(x, four, iters=1).iters == 1
+    assert session.step(x, four).iters == 4
+    soon = IterationBudget(iters=50, deadline_ms=1e-6)
+    assert session.step(x, soon).iters == 1    # the deadline passed during the first iteration
     for bad in ({'iters': 0}, {'iters': 2.5}, {'iters': True}, {'iters': 2, 'tol': -1.0},
                 {'iters': 2, 'deadline_ms': float('nan')}):
         with pytest.raises(ValueError):
@@ -137,8 +141,8 @@ def test_iteration_budget_per_frame_override_deadline_and_validation():
 
 def test_broyden_session_runs_and_reports_evaluations():
     model = ContractiveDEQ()
-    session = StreamSession(model, solver='broyden', budget=IterationBudget(iters=5))
-    r = session.step(shifting_frames(n=1)[0])
+    session = StreamSession(model, solver='broyden')
+    r = session.step(shifting_frames(n=1)[0], IterationBudget(iters=5))
     assert r.iters == 5 and r.f_evals == 6 and r.final_residual == min(r.residuals)
 
 
@@ -162,24 +166,24 @@ def test_predictive_deadline_stops_before_an_iteration_that_would_not_fit():
     planner = DeadlinePlanner()
     planner.observe_iteration(1, 400.0)        # one iteration is known to take 400 ms
     planner.observe_outputs(50.0)
-    predictive = StreamSession(model, budget=IterationBudget(iters=6, deadline_ms=500.0),
-                               planner=planner)
-    reactive = StreamSession(model, budget=IterationBudget(
-        iters=6, deadline_ms=500.0, deadline_rule='reactive'), planner=planner)
+    ahead = IterationBudget(iters=6, deadline_ms=500.0)
+    behind = IterationBudget(iters=6, deadline_ms=500.0, deadline_rule='reactive')
+    predictive = StreamSession(model, planner=planner)
+    reactive = StreamSession(model, planner=planner)
     # the real iterations take well under 500 ms: the predictive rule stops after the first,
     # as its estimate says a second would not fit; the reactive one runs all six
-    r = predictive.step(x)
+    r = predictive.step(x, ahead)
     assert r.iters == 1 and r.solve_end > 0
-    assert reactive.step(x).iters == 6
+    assert reactive.step(x, behind).iters == 6
     # the costs are measured online: the planner took every iteration these solves ran
     assert planner.iteration[(0, 1)].mean < 400.0
     # started in the past: even the first iteration runs late, and it still runs
     late = time.perf_counter() - 1.0
-    assert predictive.step(x, started=late).iters == 1
-    assert reactive.step(x, started=late).iters == 1
+    assert predictive.step(x, ahead, started=late).iters == 1
+    assert reactive.step(x, behind, started=late).iters == 1
     # with a deadline that is far away both run the full M
     far = IterationBudget(iters=6, deadline_ms=1e4)
-    assert StreamSession(model, budget=far, planner=DeadlinePlanner()).step(x).iters == 6
+    assert StreamSession(model, planner=DeadlinePlanner()).step(x, far).iters == 6
     with pytest.raises(ValueError, match='deadline_rule must be one of'):
         IterationBudget(deadline_rule='hopeful')
 
@@ -189,8 +193,8 @@ def test_batched_solve_applies_the_predictive_deadline_with_the_batch_cost():
     planner = DeadlinePlanner()
     planner.observe_iteration(2, 400.0)        # known for batches of two only
     budget = IterationBudget(iters=5, deadline_ms=300.0)
-    pair = [StreamSession(model, budget=budget, planner=planner, name=n) for n in 'ab']
+    pair = [StreamSession(model, planner=planner, name=n) for n in 'ab']
     frames = torch.cat([shifting_frames(n=1)[0]] * 2)
-    assert [r.iters for r in step_batch(pair, frames)] == [1, 1]
-    single = StreamSession(model, budget=budget, planner=planner)
-    assert single.step(frames[:1]).iters == 5  # a batch of one has its own (small) cost
+    assert [r.iters for r in step_batch(pair, frames, budget)] == [1, 1]
+    single = StreamSession(model, planner=planner)
+    assert single.step(frames[:1], budget).iters == 5  # a batch of one has its own (small) cost

@@ -42,8 +42,8 @@ def test_batched_sessions_match_separate_ones_with_a_late_joiner_a_reset_and_par
     model = ContractiveDEQ(rho=0.9)
     streams = _streams(8, 0)
     budget = IterationBudget(iters=4, tol=2e-2)
-    alone = [StreamSession(model, _copy, budget=budget, name='a%d' % k) for k in range(3)]
-    batched = [StreamSession(model, _copy, budget=budget, name='b%d' % k) for k in range(3)]
+    alone = [StreamSession(model, _copy, name='a%d' % k) for k in range(3)]
+    batched = [StreamSession(model, _copy, name='b%d' % k) for k in range(3)]
     for t in range(8):
         members = [0, 1] if t < 3 else [0, 1, 2]     # the third stream joins at frame 3
         if t == 5:                                   # a reset of stream 1 between frames
@@ -51,10 +51,10 @@ def test_batched_sessions_match_separate_ones_with_a_late_joiner_a_reset_and_par
             batched[1].reset()
         parts = {}
         got = step_batch([batched[k] for k in members],
-                         torch.cat([streams[k][t] for k in members]), partial_at=[1, 2],
+                         torch.cat([streams[k][t] for k in members]), budget, partial_at=[1, 2],
                          on_partial=lambda k, p: parts.setdefault(k, {}).update(p))
         for j, k in enumerate(members):
-            ref = alone[k].step(streams[k][t], partial_at=[1, 2])
+            ref = alone[k].step(streams[k][t], budget, partial_at=[1, 2])
             res = got[j]
             assert (res.iters, res.warm, res.reset) == (ref.iters, ref.warm, ref.reset)
             assert res.final_residual == pytest.approx(ref.final_residual, rel=1e-4)
@@ -71,20 +71,22 @@ def test_batched_sessions_match_separate_ones_with_a_late_joiner_a_reset_and_par
 def test_a_non_finite_member_is_handled_alone_and_the_others_go_on():
     model = ContractiveDEQ()
     streams = _streams(2, 7)
-    sessions = [StreamSession(model, budget=IterationBudget(iters=3)) for _ in range(3)]
-    step_batch(sessions, torch.cat([s[0] for s in streams]))
+    budget = IterationBudget(iters=3)
+    sessions = [StreamSession(model) for _ in range(3)]
+    step_batch(sessions, torch.cat([s[0] for s in streams]), budget)
     with torch.inference_mode():
         sessions[1].state[0][0, 0, 0, 0] = float('nan')     # a diverged warm state
     frames = torch.cat([s[1] for s in streams])
     nan_frame = frames.clone()
     nan_frame[2] = float('nan')                             # a frame no start can solve
-    got = step_batch(sessions, nan_frame)
+    got = step_batch(sessions, nan_frame, budget)
     assert got[0].warm and not got[0].reset
+    assert (got[0].iters, got[1].iters) == (3, 3)         # the one budget, every member
     assert got[1].reset and not got[1].warm and sessions[1].stats.nonfinite_resets == 1
     assert isinstance(got[2], NonFiniteStateError) and sessions[2].state is None
-    ref = StreamSession(model, budget=IterationBudget(iters=3))
-    ref.step(streams[0][0])
-    ref.step(streams[0][1])
+    ref = StreamSession(model)
+    ref.step(streams[0][0], budget)
+    ref.step(streams[0][1], budget)
     assert _same(sessions[0].state, ref.state)
 
 

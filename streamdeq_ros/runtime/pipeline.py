@@ -76,6 +76,7 @@ class FramePipeline:
         #: the solver the model card names (the node's ``solver: ''``)
         self.card_solver = card_solver(card)
         self.solver = self.solver_for(solver)
+        #: the one iteration budget of every session's frames (the node replaces it live)
         self.budget = budget or IterationBudget()
         #: costs of the predictive deadline rule, shared by every session of this network
         self.planner = DeadlinePlanner()
@@ -100,9 +101,10 @@ class FramePipeline:
         """
         h, w = self.input_size
         session = StreamSession(self.net.backbone, readout=_state, solver=self.solver,
-                                budget=self.budget, name='self-test')
+                                name='self-test')
         try:
-            result = session.step(self.prepare(np.full((h, w, 3), 128, np.uint8)))
+            result = session.step(self.prepare(np.full((h, w, 3), 128, np.uint8)),
+                                  self.budget)
         except NonFiniteStateError:
             raise ValueError('the model gives a non-finite state on a plain grey %dx%d frame '
                              'even from zeros: its weights are unusable' % (w, h)) from None
@@ -146,12 +148,12 @@ class FramePipeline:
         return name or self.card_solver
 
     def new_session(self, name: str) -> StreamSession:
-        """Return a fresh per-camera session sharing this network and budget.
+        """Return a fresh per-camera session on this network (its frames get :attr:`budget`).
 
         Its readout is the state itself, so partial results carry the state they came from.
         """
         return StreamSession(self.net.backbone, readout=_state, solver=self.solver,
-                             budget=self.budget, name=name, planner=self.planner)
+                             name=name, planner=self.planner)
 
     def frame_done(self, result: FrameResult, now: Optional[float] = None):
         """Report that a frame's last output is out (the predictive deadline learns its cost)."""
@@ -304,7 +306,7 @@ class FramePipeline:
                     on_partial(self.read(p.outputs, size, camera, p.iteration, p.residual, True,
                                          score_threshold, tracker, partial_heads))
 
-        result = session.step(x, iters=iters, partial_at=partial_at, on_partial=partial,
+        result = session.step(x, self.budget, iters, partial_at=partial_at, on_partial=partial,
                               started=started)
         timer.mark('solve')
         refined = self.read(result.outputs, size, camera, result.iters, result.final_residual,
@@ -367,7 +369,7 @@ class FramePipeline:
 
         x = torch.cat([self.prepare(f) for f in frames])
         timer.mark('prepare')
-        results = step_batch(sessions, x, iters=iters, partial_at=partial_at,
+        results = step_batch(sessions, x, self.budget, iters, partial_at=partial_at,
                              on_partial=partial, started=started)
         timer.mark('solve')
         done = [i for i, r in enumerate(results) if isinstance(r, FrameResult)]

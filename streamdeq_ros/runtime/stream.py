@@ -10,7 +10,9 @@ The session knows nothing of ROS. It needs a *backbone* with the methods of
 an optional *readout* (the task heads) that maps a state to outputs.
 
 The iteration count of a frame is decided in one place, :class:`~streamdeq_ros.runtime.budget.
-IterationBudget` (see :mod:`streamdeq_ros.runtime.budget`).
+IterationBudget` (see :mod:`streamdeq_ros.runtime.budget`). A session holds no budget: the owner
+of the frame loop (the pipeline for the node's cameras) passes its one budget to each
+:meth:`StreamSession.step` and :func:`step_batch`.
 
 :func:`step_batch` advances several sessions (cameras) by one frame each in one batched solve;
 each session ends exactly where its own :meth:`StreamSession.step` would have.
@@ -104,8 +106,7 @@ class StreamSession:
     """Per-stream state and warm-started solves (one session per camera)."""
 
     def __init__(self, backbone, readout: Optional[Readout] = None, solver: str = 'unroll',
-                 budget: Optional[IterationBudget] = None, name: str = 'stream',
-                 planner: Optional[DeadlinePlanner] = None):
+                 name: str = 'stream', planner: Optional[DeadlinePlanner] = None):
         """Create a session over ``backbone``; ``readout`` maps a state to outputs.
 
         ``planner``: the iteration and output costs of the ``predictive`` deadline rule
@@ -116,7 +117,6 @@ class StreamSession:
         self.backbone = backbone
         self.readout = readout
         self.solver = solver
-        self.budget = budget or IterationBudget()
         self.name = name
         self.planner = planner
         self.stats = SessionStats()
@@ -143,10 +143,10 @@ class StreamSession:
         return self.readout(z) if self.readout is not None else None
 
     def commit(self, z: List[torch.Tensor], warm: bool) -> int:
-        """Keep ``z`` as the state after a frame solved outside :meth:`step`; return its index.
+        """Keep ``z`` as the state after a frame; return the frame's index in the stream.
 
-        For :func:`step_batch`: a state that could not be warm-started from (``warm`` False
-        while one was held) counts as a shape reset, as in :meth:`step`.
+        A state that could not be warm-started from (``warm`` False while one was held) counts
+        as a shape reset.
         """
         if self._z is not None and not warm:
             self.stats.shape_resets += 1
@@ -154,6 +154,19 @@ class StreamSession:
         self._frame += 1
         self.stats.frames += 1
         return self._frame - 1
+
+    def finish(self, z: List[torch.Tensor], warm: bool, reset: bool, iters: int, f_evals: int,
+               residuals: List[float], partials: List[PartialResult], t0: float,
+               solve_end: float) -> FrameResult:
+        """Commit the solved state ``z`` and return the frame's result (its readout)."""
+        index = self.commit(z, warm)
+        outputs = self.read(z)
+        return FrameResult(outputs=outputs, frame_index=index, iters=iters,
+                           f_evals=f_evals, residuals=residuals,
+                           final_residual=residuals[-1] if residuals else float('nan'),
+                           warm=warm, reset=reset,
+                           latency_ms=(time.perf_counter() - t0) * 1e3, partials=partials,
+                           solve_end=solve_end)
 
     def drop_state(self):
         """Forget an unusable state (the caller counts why; not a :meth:`reset`)."""
@@ -183,65 +196,65 @@ class StreamSession:
         flags = torch.stack([torch.isfinite(t).all() for t in z])
         return bool(flags.all())
 
-    def step(self, frame: torch.Tensor, iters: Optional[int] = None,
-             partial_at: Sequence[int] = (),
+    def step(self, frame: torch.Tensor, budget: Optional[IterationBudget] = None,
+             iters: Optional[int] = None, partial_at: Sequence[int] = (),
              on_partial: Optional[Callable[[PartialResult], None]] = None,
              started: Optional[float] = None) -> FrameResult:
         """Process one frame (N, 3, H, W) on the model's device; return the refined result.
 
-        ``iters`` overrides the budget's M for this frame only. For each k in ``partial_at``
-        (k < M) the readout of z_t^k is reported as a partial result, to ``on_partial`` as soon
-        as it exists and in ``FrameResult.partials``. The refined result is always the readout
-        after the last iteration. A partial is never taken from a non-finite state; when a
-        diverged warm state forces a restart from zeros, the restarted solve reports its
-        partials again (``FrameResult.reset`` is then True). ``started``: the
+        ``budget``: the frame's iterations, tolerance and deadline (default
+        ``IterationBudget()``); ``iters`` overrides its M for this frame only. For each k in
+        ``partial_at`` (k < M) the readout of z_t^k is reported as a partial result, to
+        ``on_partial`` as soon as it exists and in ``FrameResult.partials``. The refined result
+        is always the readout after the last iteration. A partial is never taken from a
+        non-finite state; when a diverged warm state forces a restart from zeros, the restarted
+        solve reports its partials again (``FrameResult.reset`` is then True). ``started``: the
         ``time.perf_counter()`` at which the frame began, for its deadline (default: now).
         """
         t0 = time.perf_counter()
-        budget = self.budget.with_iters(iters)
+        budget = (budget or IterationBudget()).with_iters(iters)
         clock = _Clock(budget, self.planner, started, 1)
         partials: List[PartialResult] = []
-        reset = False
         with torch.inference_mode(), parametrize.cached():
             u = self.backbone.inject(frame)
             warm = self.backbone.state_matches(self._z, u)
-            if self._z is not None and not warm:
-                self.stats.shape_resets += 1
-                reset = True
+            reset = self._z is not None and not warm
             z0 = self._z if warm else self.backbone.zeros(u)
             result = self._solve(u, z0, budget, partial_at, clock, partials, on_partial)
             if not self._finite(result.z):
-                self.stats.nonfinite_resets += 1
-                reset = True
-                self._z = None
-                partials.clear()
-                if not warm:
-                    raise NonFiniteStateError(
-                        'stream %r: non-finite fixed-point state from a zero start' % self.name)
-                warm = False
-                result = self._solve(u, self.backbone.zeros(u), budget, partial_at, clock,
-                                     partials, on_partial)
-                if not self._finite(result.z):
-                    raise NonFiniteStateError(
-                        'stream %r: non-finite state after a reset to zeros' % self.name)
-            self._z = list(result.z)
-            solve_end = time.perf_counter()
-            outputs = self.read(self._z)
-        self._frame += 1
-        self.stats.frames += 1
-        return FrameResult(outputs=outputs, frame_index=self._frame - 1, iters=result.iters,
-                           f_evals=result.f_evals, residuals=result.residuals,
-                           final_residual=result.final_residual, warm=warm, reset=reset,
-                           latency_ms=(time.perf_counter() - t0) * 1e3, partials=partials,
-                           solve_end=solve_end)
+                return self.restart(u, warm, budget, partial_at, on_partial, clock, t0)
+            return self.finish(list(result.z), warm, reset, result.iters, result.f_evals,
+                               result.residuals, partials, t0, time.perf_counter())
+
+    def restart(self, u, warm: bool, budget: IterationBudget, partial_at: Sequence[int],
+                on_partial: Optional[Callable[[PartialResult], None]], clock: '_Clock',
+                t0: float) -> FrameResult:
+        """Solve the frame (injection ``u``) again from zeros after a non-finite state.
+
+        Only a warm start is retried: a zero start that went non-finite, or a retry that does,
+        raises :class:`NonFiniteStateError` (the state is dropped either way). The retry's
+        partials are reported again; its deadline is still ``clock``'s.
+        """
+        self._z = None
+        if not warm:
+            raise NonFiniteStateError(
+                'stream %r: non-finite fixed-point state from a zero start' % self.name)
+        self.stats.nonfinite_resets += 1
+        partials: List[PartialResult] = []
+        result = self._solve(u, self.backbone.zeros(u), budget, partial_at, clock, partials,
+                             on_partial)
+        if not self._finite(result.z):
+            raise NonFiniteStateError(
+                'stream %r: non-finite state after a reset to zeros' % self.name)
+        return self.finish(list(result.z), False, True, result.iters, result.f_evals,
+                           result.residuals, partials, t0, time.perf_counter())
 
     def snapshot(self) -> Dict[str, Any]:
         """Plain-data summary for logs and diagnostics."""
         s = self.stats
         return {'name': self.name, 'frames': s.frames, 'resets': s.resets,
                 'nonfinite_resets': s.nonfinite_resets, 'shape_resets': s.shape_resets,
-                'cut_resets': s.cut_resets,
-                'solver': self.solver, 'iters': self.budget.iters}
+                'cut_resets': s.cut_resets, 'solver': self.solver}
 
 
 #: ``on_partial(k, parts)`` of :func:`step_batch`: the partial result of each batch index
@@ -249,20 +262,22 @@ BatchPartial = Callable[[int, Dict[int, PartialResult]], None]
 
 
 def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
-               iters: Optional[int] = None, partial_at: Sequence[int] = (),
+               budget: Optional[IterationBudget] = None, iters: Optional[int] = None,
+               partial_at: Sequence[int] = (),
                on_partial: Optional[BatchPartial] = None, started: Optional[float] = None
                ) -> List[Union[FrameResult, NonFiniteStateError]]:
     """Advance each session by its frame (``frames[i]`` for ``sessions[i]``) in one solve.
 
-    The sessions share one backbone and use the ``unroll`` solver; the first session's budget
-    applies to all (``iters`` overrides its M). Per session, as in :meth:`StreamSession.step`:
-    a session without a usable state starts from zeros inside the batch; residuals and the
-    tolerance are per session (a converged session keeps its state while the others go on);
-    the deadline is the batch's; partial results come per iteration for the sessions that ran
-    it, as ``on_partial(k, {index: PartialResult})``. A session whose state turns non-finite is
-    restarted from zeros alone (a warm one; its partials are reported again); when even that
-    fails, or its zero start was non-finite, its entry is the :class:`NonFiniteStateError`
-    instead of a result, and the other sessions are unaffected. ``started``: as in
+    The sessions share one backbone and use the ``unroll`` solver; ``budget`` (default
+    ``IterationBudget()``) applies to all (``iters`` overrides its M). Per session, as in
+    :meth:`StreamSession.step`: a session without a usable state starts from zeros inside the
+    batch; residuals and the tolerance are per session (a converged session keeps its state
+    while the others go on); the deadline is the batch's; partial results come per iteration
+    for the sessions that ran it, as ``on_partial(k, {index: PartialResult})``. A session whose
+    state turns non-finite is restarted from zeros alone (a warm one; its partials are reported
+    again); when even that fails, or its zero start was non-finite, its entry is the
+    :class:`NonFiniteStateError` instead of a result, and the other sessions are unaffected.
+    ``started``: as in
     :meth:`StreamSession.step`; the first session's planner is the batch's.
     """
     if len(sessions) != frames.shape[0]:
@@ -281,7 +296,7 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
             raise ValueError('step_batch: stream %r uses solver %r, stream %r %r: one batch '
                              'runs one solver' % (s.name, s.solver, first.name, first.solver))
     t0 = time.perf_counter()
-    budget = first.budget.with_iters(iters)
+    budget = (budget or IterationBudget()).with_iters(iters)
     clock = _Clock(budget, first.planner, started, len(sessions))
     want = {int(k) for k in partial_at}
     n = len(sessions)
@@ -312,49 +327,23 @@ def step_batch(sessions: Sequence[StreamSession], frames: torch.Tensor,
         result = BATCH_SOLVERS[first.solver](lambda z: backbone.f(z, u), z0, budget.iters,
                                              tol=budget.tol, callback=callback)
         solve_end = time.perf_counter()
-        latency = (solve_end - t0) * 1e3
         out: List[Union[FrameResult, NonFiniteStateError]] = []
         for i, s in enumerate(sessions):
-            had_state = s.state is not None
             # a batch of one is the state itself; a slice of a larger batch is copied so the
             # session does not keep the whole batch alive
             zi = list(result.z) if n == 1 else [t[i:i + 1].clone() for t in result.z]
-            if not StreamSession._finite(zi):
-                out.append(_restart_alone(s, frames[i:i + 1], budget, warm[i], i, partial_at,
-                                          on_partial, clock.t0))
+            if StreamSession._finite(zi):
+                out.append(s.finish(zi, warm[i], s.state is not None and not warm[i],
+                                    result.iters[i], result.iters[i], result.residuals[i],
+                                    partials[i], t0, solve_end))
                 continue
-            index = s.commit(zi, warm[i])
-            res = result.residuals[i]
-            out.append(FrameResult(
-                outputs=s.read(zi), frame_index=index, iters=result.iters[i],
-                f_evals=result.iters[i], residuals=res,
-                final_residual=res[-1] if res else float('nan'), warm=warm[i],
-                reset=had_state and not warm[i], latency_ms=latency, partials=partials[i],
-                solve_end=solve_end))
+            # alone, from zeros; its deadline still counts from when the batch's frames began
+            member = None if on_partial is None else (
+                lambda p, i=i: on_partial(p.iteration, {i: p}))
+            try:
+                out.append(s.restart([None if t is None else t[i:i + 1] for t in u], warm[i],
+                                     budget, partial_at, member,
+                                     _Clock(budget, s.planner, clock.t0, 1), t0))
+            except NonFiniteStateError as exc:
+                out.append(exc)
     return out
-
-
-def _restart_alone(session: StreamSession, frame: torch.Tensor, budget: IterationBudget,
-                   warm: bool, index: int, partial_at: Sequence[int],
-                   on_partial: Optional[BatchPartial], started: float
-                   ) -> Union[FrameResult, NonFiniteStateError]:
-    """Restart a batch member whose state turned non-finite, as :meth:`StreamSession.step` does.
-
-    Its deadline still counts from ``started``, when the batch's frames began.
-    """
-    session.drop_state()
-    if not warm:
-        return NonFiniteStateError('stream %r: non-finite fixed-point state from a zero start'
-                                   % session.name)
-    session.stats.nonfinite_resets += 1
-    saved, session.budget = session.budget, budget
-    try:
-        result = session.step(frame, partial_at=partial_at, on_partial=None if on_partial is None
-                              else (lambda p: on_partial(p.iteration, {index: p})),
-                              started=started)
-    except NonFiniteStateError as exc:
-        return exc
-    finally:
-        session.budget = saved
-    result.reset = True
-    return result

@@ -81,15 +81,15 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
         seq = panning_frames(frames, height, width, speed=speed, seed=seed)
         weights = 'random (seed %d)' % seed
     budget = IterationBudget(iters=max_iters, tol=tol)
-    warm_session = StreamSession(model, solver=solver, budget=budget, name='warm')
-    cold_session = StreamSession(model, solver=solver, budget=budget, name='cold')
+    warm_session = StreamSession(model, solver=solver, name='warm')
+    cold_session = StreamSession(model, solver=solver, name='cold')
     cold, warm, cold_res, warm_res = [], [], [], []
     for t, x in enumerate(tqdm(seq, desc='frames', disable=not progress)):
-        w = warm_session.step(x)
+        w = warm_session.step(x, budget)
         if t == 0:
             continue                                 # frame 0 only seeds the warm state
         cold_session.reset()
-        c = cold_session.step(x)
+        c = cold_session.step(x, budget)
         for r, iters, res in ((c, cold, cold_res), (w, warm, warm_res)):
             iters.append(r.f_evals if r.final_residual < tol else None)
             res.append(r.final_residual)
