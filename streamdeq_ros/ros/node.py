@@ -1,14 +1,13 @@
 """``streamdeq_node``: the StreamSession as a ROS 2 lifecycle node (cameras in, perception out).
 
-Each camera topic gets its own :class:`~streamdeq_ros.runtime.stream.StreamSession` on the model's
-device. Subscriptions only keep the newest frame per camera (a frame replaced before it was
-processed is counted as skipped); a worker thread runs the model, so a fast camera never builds
-a backlog. Every output carries the input frame's header unchanged. The model math lives in
-:mod:`streamdeq_ros.runtime.pipeline`; this module converts, calls and publishes.
+Each camera topic gets its own :class:`~streamdeq_ros.runtime.stream.StreamSession` on the
+model's device. Subscriptions only keep the newest frame per camera (a frame replaced before it
+was processed is counted as skipped); a worker thread runs the model, so a fast camera never
+builds a backlog. Every output carries the input frame's header unchanged. The model math lives
+in :mod:`streamdeq_ros.runtime.pipeline`; the frame work in :mod:`streamdeq_ros.ros.worker`;
+this module holds the lifecycle and the parameters. The outputs are lifecycle publishers: they
+publish only while the node is active (``/diagnostics`` also reports an inactive node).
 """
-import queue
-import threading
-import time
 from typing import List, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -24,20 +23,14 @@ from . import OMP_WAIT_POLICY, params as P
 from .image_conv import read_compressed, read_image
 from .intake import Camera, camera_prefix
 from .outputs import create_camera_publishers, create_label_publishers
-from .worker import FrameWork
+from .worker import FrameWorker
 from ..model.card import describe
 from ..model.checkpoint import CheckpointError, clause
 from ..models import resolve_checkpoint
 from ..runtime.backends import open_net
 from ..runtime.budget import IterationBudget
-from ..runtime.cuts import CutDetector
-from ..runtime.monitor import StreamMonitor
 from ..runtime.pipeline import FramePipeline
 from ..runtime.threads import CpuMeter, ThreadPolicy, WAIT_POLICY
-from ..runtime.tracking import IoUTracker
-
-#: solved frames (and partial results) waiting for the output thread; the worker waits when full
-OUTPUT_QUEUE = 4
 
 
 class StartupError(ValueError):
@@ -66,7 +59,7 @@ def budget_of(cfg) -> IterationBudget:
                            cfg['deadline_rule'])
 
 
-class StreamDEQNode(FrameWork, LifecycleNode):
+class StreamDEQNode(LifecycleNode):
     """Lifecycle node: configure loads the model, activate subscribes, deactivate frees."""
 
     def __init__(self, **kwargs):
@@ -90,17 +83,11 @@ class StreamDEQNode(FrameWork, LifecycleNode):
         # between parallel regions: on 2 cores the worker's model ran 2x slower (issue #12).
         torch.set_num_threads(1)
         self.pipeline: Optional[FramePipeline] = None
+        self.frames: Optional[FrameWorker] = None     # from configure to cleanup
         self.cams: List[Camera] = []
-        self.cond = threading.Condition()
-        self.worker = None
-        self.output = None
-        self.outq: Optional[queue.Queue] = None
-        self._turn = 0                  # round robin over the cameras with a pending frame
-        self.running = False
         self.active = False
         self.card = None
         self.device = None
-        self._last_warn = 0.0
 
     # -- parameters ---------------------------------------------------------------------------
     def set_parameters_atomically(self, parameter_list) -> SetParametersResult:
@@ -123,17 +110,10 @@ class StreamDEQNode(FrameWork, LifecycleNode):
             budget = budget_of(new)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        with self.cond:
-            self.cfg = new
-            if self.pipeline is not None:
-                self.pipeline.budget = budget
-                for cam in self.cams:
-                    if cam.session is not None:
-                        cam.session.budget = budget
-                        cam.session.solver = self.pipeline.solver_for(new['solver'])
-                    if cam.cut is not None:
-                        cam.cut.threshold = new['cut_threshold']
-            self.policy.set_fixed(new['threads'])
+        self.cfg = new
+        if self.frames is not None:
+            self.frames.apply(new, budget)
+        self.policy.set_fixed(new['threads'])
         return SetParametersResult(successful=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -169,10 +149,13 @@ class StreamDEQNode(FrameWork, LifecycleNode):
         tasks = self.pipeline.tasks
         for cam in self.cams:
             cam.pubs = create_camera_publishers(self, cam.prefix, tasks)
-        self.label_pubs = create_label_publishers(
-            self, pipeline, Header(stamp=self.get_clock().now().to_msg()))
-        self.status_pub = self.create_publisher(String, '~/status', 10)
+        self.label_pubs = create_label_publishers(self, pipeline)
+        self.status_pub = self.create_lifecycle_publisher(String, '~/status', 10)
+        # not a lifecycle publisher: an inactive node still says so
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.frames = FrameWorker(pipeline, self.cams, self.cfg, self.policy, self.meter, dev,
+                                  self.get_logger(), self.get_clock(), self.status_pub,
+                                  self.context.ok)
         self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
         self.diag_timer = self.create_timer(1.0, self._diagnostics)
         h, w = self.pipeline.input_size
@@ -182,58 +165,43 @@ class StreamDEQNode(FrameWork, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        """Create one session and one subscription per camera; start the worker."""
+        """Enable the outputs; create one session and one subscription per camera; start."""
+        done = super().on_activate(state)           # the lifecycle publishers publish from here
+        if done != TransitionCallbackReturn.SUCCESS:
+            return done
+        header = Header(stamp=self.get_clock().now().to_msg())
+        for pub, msg in self.label_pubs:
+            msg.header = header
+            pub.publish(msg)
         qos = QoSProfile(depth=self.cfg['input_depth'], history=HistoryPolicy.KEEP_LAST,
                          durability=DurabilityPolicy.VOLATILE,
                          reliability=ReliabilityPolicy.BEST_EFFORT
                          if self.cfg['input_qos'] == 'sensor_data' else
                          ReliabilityPolicy.RELIABLE)
         compressed = self.cfg['input_transport'] == 'compressed'
+        self.frames.start()
         for cam in self.cams:
-            cam.monitor = StreamMonitor(time.monotonic())
-            cam.session = self.pipeline.new_session(cam.topic)
-            cam.tracker = IoUTracker()
-            cam.cut = CutDetector(self.cfg['cut_threshold'])
-            cam.session.solver = self.pipeline.solver_for(self.cfg['solver'])
             topic = cam.topic.rstrip('/') + '/compressed' if compressed else cam.topic
+            cam.read = read_compressed if compressed else read_image
             cam.sub = self.create_subscription(
                 CompressedImage if compressed else Image, topic,
-                lambda raw, c=cam: self._on_frame(c, raw), qos, raw=True)
-            cam.read = read_compressed if compressed else read_image
-        self.running = True
-        self.outq = queue.Queue(maxsize=OUTPUT_QUEUE)
-        self.output = threading.Thread(target=self._output, daemon=True)
-        self.output.start()
-        self.worker = threading.Thread(target=self._work, daemon=True)
-        self.worker.start()
+                lambda raw, c=cam: self.frames.on_frame(c, raw), qos, raw=True)
         self.active = True
-        return super().on_activate(state)
+        return TransitionCallbackReturn.SUCCESS
 
     def _stop(self):
         self.active = False
-        with self.cond:
-            self.running = False
-            self.cond.notify_all()
-        if self.worker is not None:
-            self.worker.join(timeout=30)
-            self.worker = None
-        if self.output is not None:     # after the worker: the outputs it queued go out first
-            self.outq.put(None)
-            self.output.join(timeout=30)
-            self.output = None
         for cam in self.cams:
             if cam.sub is not None:
                 self.destroy_subscription(cam.sub)
                 cam.sub = None
-            cam.session = None
-            cam.tracker = None
-            cam.pending = None
-            cam.reset_requested = False
+        if self.frames is not None:
+            self.frames.stop()
         if self.device and self.device.startswith('cuda'):
             torch.cuda.empty_cache()
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        """Stop processing; free the per-camera states."""
+        """Stop processing (the outputs in flight go out); free the states; mute the outputs."""
         self._stop()
         return super().on_deactivate(state)
 
@@ -251,22 +219,23 @@ class StreamDEQNode(FrameWork, LifecycleNode):
     def _release(self):
         for cam in self.cams:
             for pub in cam.pubs.values():
-                self.destroy_publisher(pub)
-        for pub in self.label_pubs + [self.status_pub, self.diag_pub]:
-            self.destroy_publisher(pub)
+                self.destroy_lifecycle_publisher(pub)
+        for pub in [p for p, _ in self.label_pubs] + [self.status_pub]:
+            self.destroy_lifecycle_publisher(pub)
+        self.destroy_publisher(self.diag_pub)
         self.destroy_service(self.reset_srv)
         self.destroy_timer(self.diag_timer)
         self.cams = []
+        self.frames = None
         self.pipeline = None
         if self.device and self.device.startswith('cuda'):
             torch.cuda.empty_cache()
 
     def _on_reset(self, request, response):
-        # The worker applies it before each camera's next frame: a reset that arrived while a
-        # frame was being solved would otherwise be overwritten by that frame's state.
-        with self.cond:
-            for cam in self.cams:
-                cam.reset_requested = True
         response.success = True
-        response.message = 'reset %d camera state(s) (from their next frame)' % len(self.cams)
+        response.message = ('reset %d camera state(s) (from their next frame)'
+                            % self.frames.request_reset())
         return response
+
+    def _diagnostics(self):
+        self.diag_pub.publish(self.frames.diagnostics(self.active))

@@ -8,6 +8,7 @@ from typing import Dict, Iterable, List
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
+from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from .image_conv import fill_image
@@ -39,22 +40,26 @@ def create_camera_publishers(node, prefix: str, tasks: Iterable[str]) -> Dict[st
     for stage in STAGES:
         for task in tasks:
             for key, kind, name in OUTPUTS[task]:
-                pubs[stage + key] = node.create_publisher(kind, '~/' + stage + prefix + name, 5)
-    pubs['overlay'] = node.create_publisher(Image, '~/' + prefix + 'overlay', 5)
+                pubs[stage + key] = node.create_lifecycle_publisher(
+                    kind, '~/' + stage + prefix + name, 5)
+    pubs['overlay'] = node.create_lifecycle_publisher(Image, '~/' + prefix + 'overlay', 5)
     return pubs
 
 
-def create_label_publishers(node, pipeline, header) -> list:
-    """Create and fill the latched LabelInfo topics of the model's heads; return them."""
+def create_label_publishers(node, pipeline) -> list:
+    """Create the latched LabelInfo topics of the model's heads.
+
+    Return (publisher, message) pairs: lifecycle publishers, so the node publishes the
+    messages once it is active.
+    """
     pubs = []
     for task, topic, names, first in (
             ('segmentation', 'segmentation/label_info', pipeline.classes, 0),
             ('detection', 'detections/label_info', pipeline.det_classes, 1),
             ('pose', 'keypoints/label_info', pipeline.joints, 0)):
         if task in pipeline.tasks:
-            pub = node.create_publisher(LabelInfo, '~/' + topic, LATCHED)
-            pub.publish(label_info(names, first, header))
-            pubs.append(pub)
+            pubs.append((node.create_lifecycle_publisher(LabelInfo, '~/' + topic, LATCHED),
+                         label_info(names, first, Header())))
     return pubs
 
 

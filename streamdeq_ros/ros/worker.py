@@ -1,15 +1,18 @@
 """The node's frame work: frames in, solved in batches, outputs and reports out.
 
-:class:`FrameWork` is the half of :class:`~streamdeq_ros.ros.node.StreamDEQNode` that runs
-while it is active, kept apart from the lifecycle and parameters: the subscription callback
-(the newest frame per camera, read from its serialized bytes), the worker thread (cameras in
-turn, up to ``max_batch`` solved in one batch, only the heads the subscribed topics need),
-the output thread (masks, messages, ``~/status``) and the 1 Hz ``/diagnostics``. It uses the
-node's state under the node's lock (``cond``): ``cams``, ``cfg``, ``pipeline``, ``policy``,
-``meter``, ``outq``, the publishers and the logger.
+:class:`FrameWorker` owns what runs between a configure and a cleanup of
+:class:`~streamdeq_ros.ros.node.StreamDEQNode`, apart from its lifecycle and parameters: the
+cameras' records and their lock, the subscription callback (the newest frame per camera, read
+from its serialized bytes), the worker thread (cameras in turn, up to ``max_batch`` solved in
+one batch, only the heads the subscribed topics need), the output thread (masks, messages,
+``~/status``) and the ``/diagnostics`` entries. The node hands it the pipeline, the cameras,
+the thread policy and what it needs of ROS (a logger, the clock, the status publisher, whether
+the context is still up); it creates and destroys the subscriptions and publishers itself.
 """
+import queue
+import threading
 import time
-from typing import Optional
+from typing import Callable, List, Mapping, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 import torch
@@ -19,13 +22,96 @@ from .image_conv import compressed_to_rgb, image_to_rgb, ImageError
 from .intake import Camera, Job, round_robin
 from .outputs import heads_for, MASK_USERS, publish_outputs, STAGES, wanted
 from .status import camera_diagnostics, status_message
+from ..runtime.budget import IterationBudget
+from ..runtime.cuts import CutDetector
+from ..runtime.monitor import StreamMonitor
 from ..runtime.stream import NonFiniteStateError
+from ..runtime.tracking import IoUTracker
+
+#: solved frames (and partial results) waiting for the output thread; the worker waits when full
+OUTPUT_QUEUE = 4
 
 
-class FrameWork:
-    """Frames in, outputs out: the active node's callbacks and threads (a mixin of the node)."""
+class FrameWorker:
+    """Frames in, outputs out: the cameras, the worker and output threads, the reports."""
 
-    def _on_frame(self, cam: Camera, raw: bytes):
+    def __init__(self, pipeline, cams: List[Camera], cfg: Mapping, policy, meter, device: str,
+                 logger, clock, status_pub, alive: Callable[[], bool]):
+        """Hold the configured pipeline and cameras; nothing runs before :meth:`start`.
+
+        ``alive()``: whether the ROS context is still up (a frame that fails while it is going
+        down is not an error).
+        """
+        self.pipeline, self.cams, self.cfg = pipeline, cams, dict(cfg)
+        self.policy, self.meter, self.device = policy, meter, device
+        self.logger, self.clock, self.status_pub, self.alive = logger, clock, status_pub, alive
+        self.cond = threading.Condition()
+        self.running = False
+        self.worker: Optional[threading.Thread] = None
+        self.output: Optional[threading.Thread] = None
+        self.outq: Optional[queue.Queue] = None
+        self._turn = 0                  # round robin over the cameras with a pending frame
+        self._last_warn = 0.0
+
+    # -- control (the node's lifecycle and parameter callbacks) --------------------------------
+    def apply(self, cfg: Mapping, budget: IterationBudget):
+        """Take new parameter values: the budget, the solver, the cut threshold (next frame)."""
+        with self.cond:
+            self.cfg = dict(cfg)
+            self.pipeline.budget = budget
+            for cam in self.cams:
+                if cam.session is not None:
+                    cam.session.solver = self.pipeline.solver_for(cfg['solver'])
+                if cam.cut is not None:
+                    cam.cut.threshold = cfg['cut_threshold']
+
+    def start(self):
+        """Give every camera a fresh session, tracker and cut detector; start the threads."""
+        cfg = self.cfg
+        for cam in self.cams:
+            cam.monitor = StreamMonitor(time.monotonic())
+            cam.session = self.pipeline.new_session(cam.topic)
+            cam.tracker = IoUTracker()
+            cam.cut = CutDetector(cfg['cut_threshold'])
+            cam.session.solver = self.pipeline.solver_for(cfg['solver'])
+        self.running = True
+        self.outq = queue.Queue(maxsize=OUTPUT_QUEUE)
+        self.output = threading.Thread(target=self._output, daemon=True)
+        self.output.start()
+        self.worker = threading.Thread(target=self._work, daemon=True)
+        self.worker.start()
+
+    def stop(self):
+        """Stop the threads (the outputs already queued go out first); free the states."""
+        with self.cond:
+            self.running = False
+            self.cond.notify_all()
+        if self.worker is not None:
+            self.worker.join(timeout=30)
+            self.worker = None
+        if self.output is not None:     # after the worker: the outputs it queued go out first
+            self.outq.put(None)
+            self.output.join(timeout=30)
+            self.output = None
+        with self.cond:
+            for cam in self.cams:
+                cam.session = None
+                cam.tracker = None
+                cam.pending = None
+                cam.reset_requested = False
+
+    def request_reset(self) -> int:
+        """Restart every camera from zeros before its next frame; return how many."""
+        # The worker applies it before each camera's next frame: a reset that arrived while a
+        # frame was being solved would otherwise be overwritten by that frame's state.
+        with self.cond:
+            for cam in self.cams:
+                cam.reset_requested = True
+            return len(self.cams)
+
+    # -- frames ---------------------------------------------------------------------------------
+    def on_frame(self, cam: Camera, raw: bytes):
+        """Keep ``raw`` as ``cam``'s newest frame (the subscription callback)."""
         # the serialized bytes: header and sizes are read from them, the pixels stay a view
         # (never deserialized into a Python message; a frame too large is refused unread)
         try:
@@ -37,7 +123,7 @@ class FrameWork:
             return
         now = time.monotonic()
         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        clock = self.get_clock().now().nanoseconds * 1e-9
+        clock = self.clock.now().nanoseconds * 1e-9
         with self.cond:
             cam.monitor.received(now, stamp, clock)
             cam.received += 1
@@ -98,7 +184,7 @@ class FrameWork:
                         cam.cut.reset()
                 self._process(taken, cfg, busy, threads)
             except Exception as exc:    # noqa: B902 - a frame must never take the node down
-                if not self.running or not self.context.ok():
+                if not self.running or not self.alive():
                     return              # shutting down: the frame in flight is not an error
                 for cam, _, _, _ in taken:
                     self._reject(cam, 'frame dropped: %s' % exc)
@@ -115,7 +201,7 @@ class FrameWork:
         now = time.monotonic()
         if now - self._last_warn > 2.0:
             self._last_warn = now
-            self.get_logger().warn(text)
+            self.logger.warn(text)
 
     def _process(self, taken, cfg, busy: bool, threads: int):
         """Convert, solve and read the heads of a batch; queue the outputs for publishing.
@@ -195,7 +281,7 @@ class FrameWork:
 
     def _output(self):
         """Publish what the worker solved, in order (partial results before their frame's)."""
-        torch.set_num_threads(1)        # no second OpenMP pool (see __init__)
+        torch.set_num_threads(1)        # no second OpenMP pool (see the node's __init__)
         while True:
             job = self.outq.get()
             if job is None:
@@ -203,7 +289,7 @@ class FrameWork:
             try:
                 self._emit(job)
             except Exception as exc:    # noqa: B902 - an output must never take the node down
-                if not self.context.ok():
+                if not self.alive():
                     return
                 self._warn('camera %s: output dropped: %s' % (job.cam.topic, exc))
 
@@ -237,9 +323,10 @@ class FrameWork:
             cam.session.solver, result, out, latency, over, job.deadline, job.batch,
             job.threads, published, job.stages))
 
-    def _diagnostics(self):
+    def diagnostics(self, active: bool) -> DiagnosticArray:
+        """Return one ``/diagnostics`` entry per camera (``active``: the node's state)."""
         arr = DiagnosticArray()
-        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.header.stamp = self.clock.now().to_msg()
         now = time.monotonic()
         with self.cond:
             cfg = dict(self.cfg)
@@ -249,11 +336,11 @@ class FrameWork:
                     for cam in self.cams]
             threads = self.policy.summary()
             warnings = [cam.monitor.warnings(now, cfg['stale_after_s'])
-                        if self.active and cam.monitor is not None else [] for cam in self.cams]
+                        if active and cam.monitor is not None else [] for cam in self.cams]
         memory = (torch.cuda.memory_allocated() / 2 ** 20
                   if self.device and self.device.startswith('cuda') else None)
         for (cam, mon, stats, counts, over), warn in zip(rows, warnings):
             arr.status.append(camera_diagnostics(
-                cam.topic, self.device, mon, stats, counts, over, cfg, self.active, threads,
+                cam.topic, self.device, mon, stats, counts, over, cfg, active, threads,
                 OMP_WAIT_POLICY, warn, now, memory))
-        self.diag_pub.publish(arr)
+        return arr
