@@ -18,10 +18,8 @@ from ``last.pt``. ``streamdeq eval --peer NAME=PATH`` scores a peer with the sam
 metric code as the StreamDEQ models and times it in the same interleaved run.
 """
 import argparse
-import math
 import os
 import shlex
-import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -32,7 +30,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .metrics import DetectionScore, METRIC_NAMES, seconds_per_frame, SegmentationScore
-from .training import cosine_schedule, open_train_log, resume_training, write_model
+from .training import cosine_schedule, open_train_log, resume_training, train_loop, write_model
 from ..data import street
 from ..data.clips import DET_CLASSES, frame_targets, LabelledClip, street_clips, StreetStills
 from ..model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
@@ -191,54 +189,35 @@ def run(args) -> int:
                         num_workers=args.workers, collate_fn=list)
     command = 'streamdeq train-peer ' + ' '.join(shlex.quote(a) for a in args.argv)
     log, writer = open_train_log(args.out, step, ['step', 'loss', 'lr', 'seconds', 'val'])
-    t0 = time.time()
-    bar = tqdm(total=args.steps, initial=step, desc='train %s' % args.peer, unit='step')
-    running = None
+
+    def batch_loss(items, step):
+        images = torch.stack([it[0] for it in items]).to(device)
+        masks = torch.stack([it[1] for it in items]).to(device)
+        targets = ([{k: v.to(device) for k, v in it[2].items()} for it in items]
+                   if args.peer == 'fasterrcnn' else None)
+        net.train()
+        return sum(peer_loss(args.peer, net, images, masks, targets).values()), {}
+
+    def validate(step, running):
+        net.eval()
+        v = peer_scores(Peer(args.peer, net, {'peer': args.peer}, device), val,
+                        list(street.CLASSES))
+        key = 'miou' if 'miou' in v else 'map50'
+        metrics['history'].append({'step': step, 'loss': running, 'val_' + key: v[key]})
+        metrics['val_single_frame'] = v
+        tqdm.write('step %d: loss %.3f, %s %.3f' % (step, running, METRIC_NAMES[key], v[key]))
+        save_checkpoint(last, net, _card(args, step, metrics, command),
+                        {'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
+                         'step': step})
+        return '%.4f' % v[key]
+
+    def log_row(step, running, extra, lr, seconds, shown):
+        return [step, '%.4f' % running, '%.3g' % lr, '%.1f' % seconds, shown]
+
     stop_at = args.steps if not args.stop_after else min(args.steps, step + args.stop_after)
-    while step < stop_at:
-        sampler.set_position(*divmod(step, sampler.batches))
-        for items in loader:
-            images = torch.stack([it[0] for it in items]).to(device)
-            masks = torch.stack([it[1] for it in items]).to(device)
-            targets = ([{k: v.to(device) for k, v in it[2].items()} for it in items]
-                       if args.peer == 'fasterrcnn' else None)
-            net.train()
-            loss = sum(peer_loss(args.peer, net, images, masks, targets).values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_grad)
-            opt.step()
-            sched.step()
-            step += 1
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                raise SystemExit('streamdeq train-peer: loss became %r at step %d; lower --lr'
-                                 % (lv, step))
-            running = lv if running is None else 0.98 * running + 0.02 * lv
-            bar.update(1)
-            bar.set_postfix(loss='%.3f' % running)
-            shown = ''
-            if step % args.val_every == 0 or step == stop_at:
-                net.eval()
-                v = peer_scores(Peer(args.peer, net, {'peer': args.peer}, device), val,
-                                list(street.CLASSES))
-                key = 'miou' if 'miou' in v else 'map50'
-                shown = '%.4f' % v[key]
-                metrics['history'].append({'step': step, 'loss': running,
-                                           'val_' + key: v[key]})
-                metrics['val_single_frame'] = v
-                bar.write('step %d: loss %.3f, %s %.3f'
-                          % (step, running, METRIC_NAMES[key], v[key]))
-                save_checkpoint(last, net, _card(args, step, metrics, command),
-                                {'optimizer': opt.state_dict(),
-                                 'scheduler': sched.state_dict(), 'step': step})
-            if step % 10 == 0 or shown:
-                writer.writerow([step, '%.4f' % running, '%.3g' % sched.get_last_lr()[0],
-                                 '%.1f' % (time.time() - t0), shown])
-                log.flush()
-            if step >= stop_at:
-                break
-    bar.close()
+    step, _ = train_loop('streamdeq train-peer', step, stop_at, args.steps, sampler, loader,
+                         opt, sched, net.parameters(), args.clip_grad, batch_loss, validate,
+                         args.val_every, log_row, log, writer, desc='train %s' % args.peer)
     log.close()
     if step < args.steps:
         print('stopped at step %d of %d; continue with --resume' % (step, args.steps))

@@ -44,11 +44,9 @@ and ``--val-size full`` (whole 1024x2048 frames).
 import argparse
 import contextlib
 import functools
-import math
 import os
 import shlex
 import sys
-import time
 from typing import Dict
 
 import torch
@@ -60,7 +58,7 @@ from . import distributed, evaluate
 from .metrics import METRIC_NAMES
 from .objective import draw_unrolls, TrainStep, VARIANTS
 from .training import (cosine_schedule, head_specs, HEAD_WIDTHS, head_widths, init_from,
-                       open_train_log, resume_training, write_model)
+                       open_train_log, resume_training, train_loop, write_model)
 from ..data import cityscapes, street
 from ..data.clips import ClipStills, DatasetFormatError, street_clips, StreetStills
 from ..model.checkpoint import save_checkpoint
@@ -230,72 +228,47 @@ def _train(args, d: distributed.Dist) -> int:
     if d.main:
         log, writer = open_train_log(args.out, step, ['step', 'loss', 'unrolls', 'lr',
                                                       'seconds', 'val_miou'])
-    t_start = time.time()
-    bar = tqdm(total=args.steps, initial=step, desc='train %s' % args.variant, unit='step',
-               disable=not d.main)
-    running = None
     history = metrics['history']
+
+    def batch_loss(items, step):
+        images, masks, targets = device_batch(items, net, d.device, args.channels_last)
+        # the same draw on every rank: a pure function of (seed, step)
+        k = draw_unrolls(args.variant, step, args.seed, args.unroll)
+        implicit = args.variant == 'il' and step >= args.pretrain_steps
+        net.train()
+        if args.bn == 'frozen':
+            _freeze_bn(net)
+        with autocast():
+            terms = model(images, masks, targets, k, implicit)
+            return sum(terms.values()), {'K': k}
+
+    def checkpoint(step, running):
+        v = validate(net, val_clips[d.rank::d.world], solver, val_iters, classes)
+        scores = {key: v[key] for key in METRIC_NAMES if key in v}
+        history.append(dict({'step': step, 'loss': running},
+                            **{'val_' + key: x for key, x in scores.items()}))
+        if d.main:
+            tqdm.write('step %d: loss %.3f, single frame N=%d: %s' % (
+                step, running, val_iters, ', '.join(
+                    '%s %.3f' % (METRIC_NAMES[key], x) for key, x in scores.items())))
+        metrics['val_single_frame'] = v
+        if d.main:
+            save_checkpoint(last, net, _card(args, classes, palette, h, w, step, metrics,
+                                             command),
+                            {'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
+                             'step': step, 'world_size': d.world})
+        distributed.barrier(d)
+        return '%.4f' % v['miou'] if 'miou' in v else ''
+
+    def log_row(step, running, extra, lr, seconds, shown):
+        return [step, '%.4f' % running, extra['K'], '%.3g' % lr, '%.1f' % seconds, shown]
+
     stop_at = args.steps if not args.stop_after else min(args.steps, step + args.stop_after)
-    while step < stop_at:
-        sampler.set_position(*divmod(step, sampler.batches))
-        for items in loader:
-            images, masks, targets = device_batch(items, net, d.device, args.channels_last)
-            # the same draw on every rank: a pure function of (seed, step)
-            k = draw_unrolls(args.variant, step, args.seed, args.unroll)
-            implicit = args.variant == 'il' and step >= args.pretrain_steps
-            net.train()
-            if args.bn == 'frozen':
-                _freeze_bn(net)
-            with autocast():
-                terms = model(images, masks, targets, k, implicit)
-                loss = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else:
-                loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_grad)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
-            step += 1
-            lv = distributed.mean_over_ranks(loss.detach().float().item(), d)
-            if not math.isfinite(lv):
-                raise SystemExit('streamdeq train: loss became %r at step %d; lower --lr'
-                                 % (lv, step))
-            running = lv if running is None else 0.98 * running + 0.02 * lv
-            bar.update(1)
-            bar.set_postfix(loss='%.3f' % running, K=k)
-            val = ''
-            if step % args.val_every == 0 or step == stop_at:
-                v = validate(net, val_clips[d.rank::d.world], solver, val_iters, classes)
-                val = '%.4f' % v['miou'] if 'miou' in v else ''
-                scores = {key: v[key] for key in METRIC_NAMES if key in v}
-                history.append(dict({'step': step, 'loss': running},
-                                    **{'val_' + key: x for key, x in scores.items()}))
-                if d.main:
-                    bar.write('step %d: loss %.3f, single frame N=%d: %s' % (
-                        step, running, val_iters, ', '.join(
-                            '%s %.3f' % (METRIC_NAMES[key], x) for key, x in scores.items())))
-                metrics['val_single_frame'] = v
-                if d.main:
-                    save_checkpoint(last, net, _card(args, classes, palette, h, w, step,
-                                                     metrics, command),
-                                    {'optimizer': opt.state_dict(),
-                                     'scheduler': sched.state_dict(), 'step': step,
-                                     'world_size': d.world})
-                distributed.barrier(d)
-            if d.main and (step % 10 == 0 or val):
-                writer.writerow([step, '%.4f' % running, k, '%.3g' % sched.get_last_lr()[0],
-                                 '%.1f' % (time.time() - t_start), val])
-                log.flush()
-            if step >= stop_at:
-                break
-    bar.close()
+    step, seconds = train_loop('streamdeq train', step, stop_at, args.steps, sampler, loader,
+                               opt, sched, net.parameters(), args.clip_grad, batch_loss,
+                               checkpoint, args.val_every, log_row, log, writer, scaler,
+                               lambda lv: distributed.mean_over_ranks(lv, d), d.main,
+                               'train %s' % args.variant)
     if log is not None:
         log.close()
     if step < args.steps:
@@ -304,7 +277,7 @@ def _train(args, d: distributed.Dist) -> int:
         return 0
     if d.main:
         card = _card(args, classes, palette, h, w, step, metrics, command)
-        card['metrics']['train_seconds_this_run'] = round(time.time() - t_start, 1)
+        card['metrics']['train_seconds_this_run'] = round(seconds, 1)
         write_model(args.out, net, card)
     return 0
 

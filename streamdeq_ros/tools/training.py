@@ -1,7 +1,9 @@
-"""What training runs here share: schedule, resume, log, model folder; heads and warm starts.
+"""What training runs here share: the loop, schedule, resume, log, model folder; heads.
 
-``streamdeq train`` and ``streamdeq train-peer`` both decay the learning rate on a cosine to 0,
-resume from their last checkpoint, log a CSV per step and write the final model folder
+``streamdeq train`` and ``streamdeq train-peer`` both run :func:`train_loop` (optimiser steps
+from a resumable position, gradient clipping, a stop on a non-finite loss, periodic validation
+and checkpoints, the CSV log), decay the learning rate on a cosine to 0, resume from their last
+checkpoint and write the final model folder
 (``model.pt`` + ``model_card.json``) through these. :func:`head_specs` and :func:`init_from`
 are what a StreamDEQ training run starts from: the heads' specifications and the weights of
 another checkpoint (this package's or an official one).
@@ -10,9 +12,11 @@ import csv
 import json
 import math
 import os
-from typing import Dict, Tuple
+import time
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
+from tqdm import tqdm
 
 from ..data import street
 from ..data.clips import DET_CLASSES
@@ -63,6 +67,64 @@ def write_model(out: str, net, card: Dict):
     with open(os.path.join(out, 'model_card.json'), 'w') as fh:
         json.dump(card, fh, indent=1)
     print('wrote %s' % path)
+
+
+def train_loop(prog: str, step: int, stop_at: int, total: int, sampler, loader, opt, sched,
+               params, clip_grad: float, batch_loss: Callable, validate: Callable,
+               val_every: int, log_row: Optional[Callable] = None, log=None, writer=None,
+               scaler=None, mean: Callable[[float], float] = float, main: bool = True,
+               desc: str = 'train') -> Tuple[int, float]:
+    """Run optimiser steps from ``step`` until ``stop_at``; return (the step reached, seconds).
+
+    ``sampler`` is positioned at each pass (``set_position``), so a resumed run sees the
+    batches it would have seen. Per batch: ``batch_loss(items, step)`` gives (loss, the extra
+    values shown beside it); backward (through ``scaler`` for mixed precision), the gradient
+    norm of ``params`` clipped at ``clip_grad``, one optimiser and scheduler step. ``mean``
+    turns the loss into what every process agrees on (the mean over ranks); a non-finite one
+    stops ``prog`` with one sentence. Every ``val_every`` steps and at ``stop_at``,
+    ``validate(step, running_loss)`` runs (and checkpoints) and returns what the log shows of
+    it ('' for nothing); ``log_row(step, running_loss, extra, lr, seconds, shown)`` is the CSV
+    row written every 10 steps and at each validation that showed something. ``total``: the
+    bar's length (the run's ``--steps``); ``main``: whether this process shows the bar.
+    """
+    t0 = time.time()
+    bar = tqdm(total=total, initial=step, desc=desc, unit='step', disable=not main)
+    running = None
+    while step < stop_at:
+        sampler.set_position(*divmod(step, sampler.batches))
+        for items in loader:
+            loss, extra = batch_loss(items, step)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, clip_grad)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            sched.step()
+            step += 1
+            lv = mean(loss.detach().float().item())
+            if not math.isfinite(lv):
+                raise SystemExit('%s: loss became %r at step %d; lower --lr' % (prog, lv, step))
+            running = lv if running is None else 0.98 * running + 0.02 * lv
+            bar.update(1)
+            bar.set_postfix(loss='%.3f' % running, **extra)
+            shown = ''
+            if step % val_every == 0 or step == stop_at:
+                shown = validate(step, running)
+            if writer is not None and (step % 10 == 0 or shown):
+                writer.writerow(log_row(step, running, extra, sched.get_last_lr()[0],
+                                        time.time() - t0, shown))
+                log.flush()
+            if step >= stop_at:
+                break
+    bar.close()
+    return step, time.time() - t0
 
 
 HEAD_WIDTHS = {'fpn_channels': 16, 'representation': 64, 'width': 32}
