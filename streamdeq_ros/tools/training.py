@@ -87,6 +87,7 @@ def train_loop(prog: str, step: int, stop_at: int, total: int, sampler, loader, 
     row written every 10 steps and at each validation that showed something. ``total``: the
     bar's length (the run's ``--steps``); ``main``: whether this process shows the bar.
     """
+    params = list(params)            # clipped at every step: an iterator would be spent at once
     t0 = time.time()
     bar = tqdm(total=total, initial=step, desc=desc, unit='step', disable=not main)
     running = None
