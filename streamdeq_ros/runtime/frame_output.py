@@ -4,7 +4,7 @@ Plain records shared by :mod:`streamdeq_ros.runtime.pipeline` and its callers (t
 plus the stage timer that fills ``FrameOutput.stages_ms``.
 """
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import time
 from typing import Dict, Optional, Tuple
 
@@ -56,6 +56,30 @@ class FrameOutput:
     mask_size: Optional[Tuple[int, int]] = None
     #: the frame was found to be a hard cut and its camera restarted from zeros
     cut: bool = False
+
+
+def only_classes(out: FrameOutput, seg_keep: Optional[np.ndarray],
+                 det_keep: Optional[np.ndarray], person_label: int) -> FrameOutput:
+    """Return ``out`` with only the kept classes (None: keep all of that kind).
+
+    ``seg_keep``: bool per class id of the mask (the others become 255); ``det_keep``: bool
+    per detection label (index = label). Persons and their keypoints go with the person label.
+    """
+    changes = {}
+    if seg_keep is not None and out.mask is not None:
+        lut = np.where(seg_keep, np.arange(len(seg_keep)), 255).astype(np.uint8)
+        lut = np.concatenate([lut, np.full(256 - len(lut), 255, np.uint8)])
+        changes['mask'] = lut[out.mask]
+    if det_keep is not None:
+        if out.detections is not None:
+            labels = out.detections.labels
+            changes['detections'] = out.detections.select(
+                (labels < len(det_keep)) & det_keep[np.minimum(labels, len(det_keep) - 1)])
+        if out.persons is not None and not (0 <= person_label < len(det_keep)
+                                            and det_keep[person_label]):
+            changes['persons'] = out.persons.select(np.zeros(len(out.persons.ids), bool))
+            changes['keypoints'] = out.keypoints[:0]
+    return replace(out, **changes) if changes else out
 
 
 @dataclass
