@@ -90,3 +90,16 @@ def test_the_readme_parameter_table_is_the_table():
     with open(os.path.join(os.path.dirname(CONFIG), '..', 'docs', 'ros_node.md')) as fh:
         assert markdown_table() in fh.read(), 'regenerate: python -m streamdeq_ros.ros.params ' \
             '--markdown'
+
+
+def test_per_camera_lists_fit_the_cameras():
+    values = dict(defaults(), cameras=['/a/image', '/b/image'])
+    assert validate_all(values) == []                       # [''] : every camera's default
+    assert validate_all(dict(values, depth_topics=['/a/depth', ''])) == []
+    assert validate_all(dict(values, depth_topics=['/a/depth'])) == [
+        "depth_topics must have one entry per camera (2: ['/a/image', '/b/image']) or be [''], "
+        "got ['/a/depth']"]
+    assert validate('camera_info_topics', ['/a/info', 'b c']).startswith(
+        'camera_info_topics must be a list of topic names')
+    assert validate('classes', ['car', 'car']).startswith('classes must be a list of distinct')
+    assert validate('classes', ['']) is None and validate('classes', ['car', '']) is not None

@@ -49,6 +49,9 @@ for _bits, _dtype in (('8', np.uint8), ('16', np.uint16)):
     for _pattern, _code in (('rggb', cv2.COLOR_BayerBG2RGB), ('bggr', cv2.COLOR_BayerRG2RGB),
                             ('gbrg', cv2.COLOR_BayerGR2RGB), ('grbg', cv2.COLOR_BayerGB2RGB)):
         ENCODINGS['bayer_%s%s' % (_pattern, _bits)] = (1, _dtype, _code)
+#: depth images (:func:`image_view` with ``encodings=DEPTH_VIEWS``): millimetres or metres
+DEPTH_VIEWS = {'16uc1': (1, np.uint16, None), 'mono16': (1, np.uint16, None),
+               '32fc1': (1, np.float32, None)}
 #: 4:2:0 encodings: a full-size luma plane, then a half-height interleaved chroma plane
 PLANAR_420 = ('nv12', 'nv21')
 #: encodings whose two-pixel groups or 2x2 cells need an even width (and height)
@@ -76,23 +79,24 @@ def check_size(width: int, height: int, max_pixels: int = MAX_PIXELS):
                          % (width, height, width * height, max_pixels))
 
 
-def _encoding(msg) -> str:
+def _encoding(msg, encodings=ENCODINGS) -> str:
     enc = msg.encoding.lower()
-    if enc not in ENCODINGS:
+    if enc not in encodings:
         raise UnsupportedEncoding('unsupported encoding %r (supported: %s)'
-                                  % (msg.encoding, ', '.join(sorted(ENCODINGS))))
+                                  % (msg.encoding, ', '.join(sorted(encodings))))
     return enc
 
 
-def image_view(msg, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def image_view(msg, max_pixels: int = MAX_PIXELS, encodings=ENCODINGS) -> np.ndarray:
     """Return a zero-copy (H, W[, C]) view of a ``sensor_msgs/Image`` in its own encoding.
 
-    A 4:2:0 image (nv12, nv21) is returned as its (H * 3 / 2, W) byte planes.
+    A 4:2:0 image (nv12, nv21) is returned as its (H * 3 / 2, W) byte planes. ``encodings``:
+    the table of encodings read (:data:`DEPTH_VIEWS` for depth images).
     """
-    enc = _encoding(msg)
+    enc = _encoding(msg, encodings)
     h, w = int(msg.height), int(msg.width)
     check_size(w, h, max_pixels)
-    channels, dtype, _ = ENCODINGS[enc]
+    channels, dtype, _ = encodings[enc]
     itemsize = np.dtype(dtype).itemsize
     row = w * channels * itemsize
     if enc in EVEN_WIDTH and w % 2:

@@ -20,8 +20,8 @@ import yaml
 NODE_NAME = 'streamdeq'
 VIDEO_TOPIC = '/streamdeq_video_source/image'
 #: launch arguments that set node parameters when given, in the order they are declared
-OVERRIDES = ('cameras', 'image_topic', 'input_transport', 'iters', 'device', 'checkpoint',
-             'input_size')
+OVERRIDES = ('cameras', 'image_topic', 'depth_topics', 'input_transport', 'iters', 'device',
+             'checkpoint', 'input_size')
 
 
 class LaunchArgumentError(ValueError):
@@ -92,17 +92,26 @@ def params_file_values(path: str, fqn: str) -> Dict[str, Any]:
     return values
 
 
-def _cameras(text: str) -> List[str]:
+def _cameras(text: str, name: str = 'cameras') -> List[str]:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         value = text
     if isinstance(value, str):
-        value = [t.strip() for t in value.split(',') if t.strip()]
+        value = [t.strip() for t in value.split(',')]
+        value = value if name != 'cameras' else [t for t in value if t]
     if not isinstance(value, list) or not value or not all(isinstance(t, str) for t in value):
-        raise LaunchArgumentError("cameras must be a list of topic names ('[/front, /rear]' "
-                                  "or '/front,/rear'), got %r" % text)
+        raise LaunchArgumentError("%s must be a list of topic names ('[/front, /rear]' "
+                                  "or '/front,/rear'), got %r" % (name, text))
     return value
+
+
+def flag(name: str, text: str) -> bool:
+    """Return a true/false launch argument (LaunchArgumentError for anything else)."""
+    value = text.strip().lower()
+    if value not in ('true', 'false'):
+        raise LaunchArgumentError("%s must be 'true' or 'false', got %r" % (name, text))
+    return value == 'true'
 
 
 def _iters(text: str):
@@ -135,6 +144,8 @@ def plan(given: Dict[str, str], params_file: str = '', namespace: str = '',
         out.overrides['cameras'] = [given['image_topic']]
     elif 'cameras' in given:
         out.overrides['cameras'] = _cameras(given['cameras'])
+    if 'depth_topics' in given:
+        out.overrides['depth_topics'] = _cameras(given['depth_topics'], 'depth_topics')
     for name in ('input_transport', 'device', 'checkpoint'):
         if name in given:
             out.overrides[name] = given[name]

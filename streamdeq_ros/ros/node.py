@@ -8,13 +8,15 @@ in :mod:`streamdeq_ros.runtime.pipeline`; the frame work in :mod:`streamdeq_ros.
 this module holds the lifecycle and the parameters. The outputs are lifecycle publishers: they
 publish only while the node is active (``/diagnostics`` also reports an inactive node).
 """
+import time
 from typing import List, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 import torch
@@ -22,7 +24,7 @@ import torch
 from . import OMP_WAIT_POLICY, params as P
 from .image_conv import read_compressed, read_image
 from .intake import Camera, camera_prefix
-from .outputs import create_camera_publishers, create_label_publishers
+from .outputs import class_filter, create_camera_publishers, create_label_publishers
 from .worker import FrameWorker
 from ..model.card import describe
 from ..model.checkpoint import CheckpointError, clause
@@ -110,10 +112,15 @@ class StreamDEQNode(LifecycleNode):
             budget = budget_of(new)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        self.cfg = new
         if self.frames is not None:
-            self.frames.apply(new, budget)
+            try:
+                self.frames.apply(new, budget)
+            except ValueError as exc:       # classes the model does not have
+                return SetParametersResult(successful=False, reason=str(exc))
+        old, self.cfg = self.cfg, new
         self.policy.set_fixed(new['threads'])
+        if self.active and new['score_threshold'] != old['score_threshold']:
+            self._publish_labels()          # LabelInfo.threshold says the new one
         return SetParametersResult(successful=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -135,6 +142,8 @@ class StreamDEQNode(LifecycleNode):
             pipeline = FramePipeline(net, card, size, self.cfg['solver'] or None,
                                      budget_of(self.cfg))
             pipeline.self_test()        # weights that give NaN stop here, not at every frame
+            class_filter(pipeline, self.cfg['classes'])
+            cams = self._cameras()
         except (CheckpointError, ValueError, ImportError) as exc:
             self.get_logger().error('cannot configure: %s' % clause(str(exc)))
             return TransitionCallbackReturn.FAILURE
@@ -145,34 +154,63 @@ class StreamDEQNode(LifecycleNode):
         self.pipeline = pipeline
         self.card, self.device = card, dev
         topics = list(self.cfg['cameras'])
-        self.cams = [Camera(t, camera_prefix(t, len(topics))) for t in topics]
+        self.cams = cams
         tasks = self.pipeline.tasks
         for cam in self.cams:
-            cam.pubs = create_camera_publishers(self, cam.prefix, tasks)
+            cam.pubs = create_camera_publishers(self, cam.prefix, tasks, bool(cam.depth_topic))
         self.label_pubs = create_label_publishers(self, pipeline)
         self.status_pub = self.create_lifecycle_publisher(String, '~/status', 10)
         # not a lifecycle publisher: an inactive node still says so
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.frames = FrameWorker(pipeline, self.cams, self.cfg, self.policy, self.meter, dev,
                                   self.get_logger(), self.get_clock(), self.status_pub,
-                                  self.context.ok)
+                                  self.context.ok, self._monitor_clock())
         self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
-        self.diag_timer = self.create_timer(1.0, self._diagnostics)
+        # every wall second, also under use_sim_time (a paused bag is still reported)
+        self.diag_timer = self.create_timer(1.0, self._diagnostics,
+                                            clock=Clock(clock_type=ClockType.STEADY_TIME))
         h, w = self.pipeline.input_size
         self.get_logger().info('configured: %s (%s) on %s, cameras %s; %s'
                                % (path, ', '.join(tasks), dev, ', '.join(topics),
                                   describe(card, (h, w))))
         return TransitionCallbackReturn.SUCCESS
 
+    def _cameras(self) -> List[Camera]:
+        """Return the cameras' records (ValueError when two would share a camera_info topic)."""
+        topics = list(self.cfg['cameras'])
+        per = {n: (list(self.cfg[n]) if list(self.cfg[n]) != [''] else [''] * len(topics))
+               for n in P.PER_CAMERA}
+        cams = [Camera(t, camera_prefix(t, len(topics)), info, depth) for t, info, depth
+                in zip(topics, per['camera_info_topics'], per['depth_topics'])]
+        seen = {}
+        for cam in cams:
+            if cam.info_topic in seen:
+                raise ValueError('cameras %s and %s would both read camera_info from %s; name '
+                                 'one per camera in camera_info_topics'
+                                 % (seen[cam.info_topic], cam.topic, cam.info_topic))
+            seen[cam.info_topic] = cam.topic
+        return cams
+
+    def _monitor_clock(self):
+        """Return the clock of the per-camera statistics: the ROS clock under use_sim_time."""
+        if not self.get_parameter('use_sim_time').value:
+            return time.monotonic
+        clock = self.get_clock()
+        return lambda: clock.now().nanoseconds * 1e-9
+
+    def _publish_labels(self):
+        header = Header(stamp=self.get_clock().now().to_msg())
+        for pub, message in self.label_pubs:
+            msg = message(self.cfg['score_threshold'])
+            msg.header = header
+            pub.publish(msg)
+
     def on_activate(self, state) -> TransitionCallbackReturn:
         """Enable the outputs; create one session and one subscription per camera; start."""
         done = super().on_activate(state)           # the lifecycle publishers publish from here
         if done != TransitionCallbackReturn.SUCCESS:
             return done
-        header = Header(stamp=self.get_clock().now().to_msg())
-        for pub, msg in self.label_pubs:
-            msg.header = header
-            pub.publish(msg)
+        self._publish_labels()
         qos = QoSProfile(depth=self.cfg['input_depth'], history=HistoryPolicy.KEEP_LAST,
                          durability=DurabilityPolicy.VOLATILE,
                          reliability=ReliabilityPolicy.BEST_EFFORT
@@ -186,15 +224,22 @@ class StreamDEQNode(LifecycleNode):
             cam.sub = self.create_subscription(
                 CompressedImage if compressed else Image, topic,
                 lambda raw, c=cam: self.frames.on_frame(c, raw), qos, raw=True)
+            cam.info_sub = self.create_subscription(
+                CameraInfo, cam.info_topic, lambda m, c=cam: self.frames.on_info(c, m), qos)
+            if cam.depth_topic:
+                cam.depth_sub = self.create_subscription(
+                    Image, cam.depth_topic, lambda raw, c=cam: self.frames.on_depth(c, raw),
+                    qos, raw=True)
         self.active = True
         return TransitionCallbackReturn.SUCCESS
 
     def _stop(self):
         self.active = False
         for cam in self.cams:
-            if cam.sub is not None:
-                self.destroy_subscription(cam.sub)
-                cam.sub = None
+            for sub in (cam.sub, cam.info_sub, cam.depth_sub):
+                if sub is not None:
+                    self.destroy_subscription(sub)
+            cam.sub = cam.info_sub = cam.depth_sub = None
         if self.frames is not None:
             self.frames.stop()
         if self.device and self.device.startswith('cuda'):

@@ -102,9 +102,38 @@ def _cameras_ok(v) -> bool:
     return bool(v) and all(t and ' ' not in t for t in v) and len(set(v)) == len(v)
 
 
+def _topics_ok(v) -> bool:
+    return bool(v) and all(' ' not in t for t in v)
+
+
+def _classes_ok(v) -> bool:
+    return bool(v) and (v == [''] or all(v)) and len(set(v)) == len(v)
+
+
+#: the per-camera list parameters: one entry per camera, or [''] for every camera's default
+PER_CAMERA = ('camera_info_topics', 'depth_topics')
+
+
+def per_camera(values: Dict[str, Any]) -> List[str]:
+    """Return why the per-camera lists do not fit ``cameras`` (one sentence each)."""
+    n = len(values['cameras'])
+    return ["%s must have one entry per camera (%d: %s) or be [''], got %s"
+            % (name, n, _show(list(values['cameras'])), _show(list(values[name])))
+            for name in PER_CAMERA
+            if list(values[name]) != [''] and len(values[name]) != n]
+
+
 PARAMS: List[Param] = [
     Param('cameras', ['image'], 'camera image topics, one stream state each', True,
           check=_cameras_ok, rule='a non-empty list of distinct topic names'),
+    Param('camera_info_topics', [''], "sensor_msgs/CameraInfo per camera; '' = the "
+          'image_pipeline sibling of the image topic (/front/image_raw -> '
+          '/front/camera_info)', True, check=_topics_ok,
+          rule="a list of topic names, one per camera ('' = the sibling camera_info)"),
+    Param('depth_topics', [''], 'aligned depth image per camera (16UC1 millimetres or 32FC1 '
+          "metres, registered to the colour image); '' = none. With depth: ~/detections_3d, "
+          '~/keypoints_3d, ~/markers', True, check=_topics_ok,
+          rule="a list of topic names, one per camera ('' = no depth for it)"),
     Param('input_transport', 'raw', "'raw' (sensor_msgs/Image) or 'compressed' "
           '(sensor_msgs/CompressedImage on <topic>/compressed)', True, ('raw', 'compressed')),
     Param('input_qos', 'sensor_data', "'sensor_data' (best effort, connects to any camera) or "
@@ -143,7 +172,12 @@ PARAMS: List[Param] = [
           'iters <= partial_iters (the refined result is all there is; /diagnostics says so) '
           'or when tol or deadline_ms end the frame sooner', num_range=(1, 100)),
     Param('score_threshold', 0.5, 'minimum score of a published detection (and of a person '
-          'whose keypoints are published)', num_range=(0.0, 1.0)),
+          'whose keypoints are published); LabelInfo.threshold says it', num_range=(0.0, 1.0)),
+    Param('classes', [''], "publish only these classes (names of the model card's "
+          "segmentation and detection classes; other pixels become 255); [''] = all",
+          check=_classes_ok, rule="a list of distinct class names, or [''] for all"),
+    Param('sync_tolerance_s', 0.02, 'a depth image pairs with the frame whose stamp is within '
+          'this many seconds of its own', num_range=(0.0, 1.0)),
     Param('mask_resolution', 'input', "'input' (camera size) or 'network' (input_size)",
           choices=('input', 'network')),
     Param('mono16_max', 0, 'white level of 16-bit images (mono16, 16UC1, rgb16, bgr16, '
@@ -254,7 +288,10 @@ def coerce(name: str, value):
 
 def validate_all(values: Dict[str, Any]) -> List[str]:
     """Return the refusal sentences for a full set of start-up values (empty when all valid)."""
-    return [r for r in (validate(n, v) for n, v in values.items()) if r]
+    refused = [r for r in (validate(n, v) for n, v in values.items()) if r]
+    if not any(validate(n, values.get(n)) for n in ('cameras',) + PER_CAMERA):
+        refused += per_camera(values)
+    return refused
 
 
 def _yaml_value(v) -> str:

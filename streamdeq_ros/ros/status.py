@@ -41,13 +41,15 @@ def partial_state(cfg: Mapping) -> str:
 def camera_diagnostics(topic: str, device: Optional[str], monitor, stats, counts, over,
                        cfg: Mapping, active: bool, threads: Mapping, wait_policy: str,
                        warnings: List[str], now: float,
-                       device_memory_mb: Optional[float] = None) -> DiagnosticStatus:
+                       device_memory_mb: Optional[float] = None,
+                       geometry: Optional[Mapping] = None) -> DiagnosticStatus:
     """Return one camera's ``/diagnostics`` entry.
 
     ``counts``: (received, processed, skipped, rejected); ``over``: (over the deadline, over
     it even at one iteration); ``stats``: the session's reset counters (None when inactive);
-    ``threads``: the thread policy's summary. Inactive: OK and 'inactive', whatever happened
-    before deactivation; recent warnings make it WARN.
+    ``threads``: the thread policy's summary; ``geometry``: the camera_info and depth entries
+    (a ``geometry_fault`` since the last report is a warning). Inactive: OK and 'inactive',
+    whatever happened before deactivation; recent warnings make it WARN.
     """
     received, processed, skipped, rejected = counts
     st = DiagnosticStatus(name='streamdeq: %s' % topic, hardware_id=device or '')
@@ -77,6 +79,10 @@ def camera_diagnostics(topic: str, device: Optional[str], monitor, stats, counts
             future_stamps=monitor.future_stamps, silent_s='%.1f' % monitor.silent_for(now))
     if device_memory_mb is not None:
         values['device_memory_mb'] = '%.1f' % device_memory_mb
+    if geometry:
+        values.update(geometry)
+        if geometry.get('geometry_fault') and active:
+            warnings = list(warnings) + [geometry['geometry_fault']]
     st.level, st.message = DiagnosticStatus.OK, 'active' if active else 'inactive'
     if warnings:
         st.level, st.message = DiagnosticStatus.WARN, '; '.join(warnings)

@@ -18,12 +18,15 @@ from diagnostic_msgs.msg import DiagnosticArray
 import torch
 
 from . import OMP_WAIT_POLICY
-from .image_conv import compressed_to_rgb, image_to_rgb, ImageError
-from .intake import Camera, Job, round_robin
-from .outputs import heads_for, MASK_USERS, publish_outputs, STAGES, wanted
+from .image_conv import (compressed_to_rgb, DEPTH_VIEWS, image_to_rgb, image_view, ImageError,
+                         read_image)
+from .intake import Camera, depth_for, info_for, Job, round_robin
+from .outputs import (class_filter, DEPTH_USERS, FrameGeometry, heads_for, INFO_USERS,
+                      MASK_USERS, publish_outputs, STAGES, wanted)
 from .status import camera_diagnostics, status_message
 from ..runtime.budget import IterationBudget
 from ..runtime.cuts import CutDetector
+from ..runtime.geometry import DEPTH_ENCODINGS, depth_in_metres, Intrinsics
 from ..runtime.monitor import StreamMonitor
 from ..runtime.stream import NonFiniteStateError
 from ..runtime.tracking import IoUTracker
@@ -36,15 +39,18 @@ class FrameWorker:
     """Frames in, outputs out: the cameras, the worker and output threads, the reports."""
 
     def __init__(self, pipeline, cams: List[Camera], cfg: Mapping, policy, meter, device: str,
-                 logger, clock, status_pub, alive: Callable[[], bool]):
+                 logger, clock, status_pub, alive: Callable[[], bool],
+                 now: Callable[[], float] = time.monotonic):
         """Hold the configured pipeline and cameras; nothing runs before :meth:`start`.
 
         ``alive()``: whether the ROS context is still up (a frame that fails while it is going
-        down is not an error).
+        down is not an error); ``now()``: the seconds the per-camera rates, silences and event
+        windows of ``/diagnostics`` are counted in (the ROS clock under ``use_sim_time``).
         """
         self.pipeline, self.cams, self.cfg = pipeline, cams, dict(cfg)
         self.policy, self.meter, self.device = policy, meter, device
         self.logger, self.clock, self.status_pub, self.alive = logger, clock, status_pub, alive
+        self.now = now
         self.cond = threading.Condition()
         self.running = False
         self.worker: Optional[threading.Thread] = None
@@ -52,12 +58,15 @@ class FrameWorker:
         self.outq: Optional[queue.Queue] = None
         self._turn = 0                  # round robin over the cameras with a pending frame
         self._last_warn = 0.0
+        self.keep = class_filter(pipeline, self.cfg['classes'])
 
     # -- control (the node's lifecycle and parameter callbacks) --------------------------------
     def apply(self, cfg: Mapping, budget: IterationBudget):
         """Take new parameter values: the budget, the solver, the cut threshold (next frame)."""
+        keep = class_filter(self.pipeline, cfg['classes'])      # ValueError: refused
         with self.cond:
             self.cfg = dict(cfg)
+            self.keep = keep
             self.pipeline.budget = budget
             for cam in self.cams:
                 if cam.session is not None:
@@ -69,7 +78,7 @@ class FrameWorker:
         """Give every camera a fresh session, tracker and cut detector; start the threads."""
         cfg = self.cfg
         for cam in self.cams:
-            cam.monitor = StreamMonitor(time.monotonic())
+            cam.monitor = StreamMonitor(self.now())
             cam.session = self.pipeline.new_session(cam.topic)
             cam.tracker = IoUTracker()
             cam.cut = CutDetector(cfg['cut_threshold'])
@@ -110,6 +119,30 @@ class FrameWorker:
             return len(self.cams)
 
     # -- frames ---------------------------------------------------------------------------------
+    def on_info(self, cam: Camera, msg):
+        """Keep ``msg`` as one of ``cam``'s recent camera_info messages."""
+        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        with self.cond:
+            cam.infos.append((stamp, msg))
+
+    def on_depth(self, cam: Camera, raw: bytes):
+        """Keep the depth image ``raw`` (serialized) as one of ``cam``'s recent ones."""
+        try:
+            msg = read_image(raw)
+            if msg.encoding.lower() not in DEPTH_ENCODINGS:
+                raise ImageError('encoding %r (depth images must be 16UC1 in millimetres, '
+                                 'mono16 or 32FC1 in metres)' % msg.encoding)
+        except ImageError as exc:
+            with self.cond:
+                cam.depth_rejected += 1
+                cam.geometry_fault('depth image rejected: %s' % exc)
+            self._warn('camera %s: depth image on %s rejected: %s'
+                       % (cam.topic, cam.depth_topic, exc))
+            return
+        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        with self.cond:
+            cam.depths.append((stamp, msg))
+
     def on_frame(self, cam: Camera, raw: bytes):
         """Keep ``raw`` as ``cam``'s newest frame (the subscription callback)."""
         # the serialized bytes: header and sizes are read from them, the pixels stay a view
@@ -121,15 +154,15 @@ class FrameWorker:
                 cam.received += 1
             self._reject(cam, 'frame rejected: %s' % exc)
             return
-        now = time.monotonic()
+        arrived = time.monotonic()
         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
         clock = self.clock.now().nanoseconds * 1e-9
         with self.cond:
-            cam.monitor.received(now, stamp, clock)
+            cam.monitor.received(self.now(), stamp, clock)
             cam.received += 1
             if cam.pending is not None:
                 cam.skipped += 1
-            cam.pending, cam.pending_since = msg, now
+            cam.pending, cam.pending_since = msg, arrived
             self.cond.notify()
 
     def _take(self) -> Optional[list]:
@@ -194,7 +227,7 @@ class FrameWorker:
         with self.cond:
             cam.rejected += 1
             if cam.monitor is not None:
-                cam.monitor.rejected(time.monotonic())
+                cam.monitor.rejected(self.now())
         self._warn('camera %s: %s' % (cam.topic, reason))
 
     def _warn(self, text: str):
@@ -293,13 +326,60 @@ class FrameWorker:
                     return
                 self._warn('camera %s: output dropped: %s' % (job.cam.topic, exc))
 
+    def _geometry(self, job: Job) -> Optional[FrameGeometry]:
+        """Return the camera_info (and depth) of a refined frame whose outputs need them.
+
+        None when no subscribed output needs camera_info, or when what they need is missing
+        or does not fit the frame (counted, and said in ``/diagnostics``).
+        """
+        cam, header = job.cam, job.msg.header
+        want = wanted(cam.pubs, '')
+        if not want & INFO_USERS:
+            return None
+        stamp = header.stamp.sec + 1e-9 * header.stamp.nanosec
+        h, w = job.rgb.shape[:2]
+        with self.cond:
+            info = info_for(cam.infos, stamp)
+            depth = depth_for(cam.depths, stamp, self.cfg['sync_tolerance_s']) \
+                if want & DEPTH_USERS else None
+        fault = None
+        try:
+            if info is None:
+                cam.no_info += 1
+                raise ValueError('no camera_info received on %s' % cam.info_topic)
+            if (info.width, info.height) != (w, h):
+                raise ValueError('camera_info on %s is for %dx%d images, the frame is %dx%d'
+                                 % (cam.info_topic, info.width, info.height, w, h))
+            geo = FrameGeometry(info, Intrinsics.from_k(info.k, w, h))
+            if want & DEPTH_USERS:
+                if depth is None:
+                    cam.no_depth += 1
+                    fault = ('no depth image on %s within sync_tolerance_s %g s of the frame'
+                             % (cam.depth_topic, self.cfg['sync_tolerance_s']))
+                elif (depth.width, depth.height) != (w, h):
+                    cam.depth_rejected += 1
+                    fault = ('the depth image on %s is %dx%d, the frame %dx%d (depth must be '
+                             'registered to the colour image)'
+                             % (cam.depth_topic, depth.width, depth.height, w, h))
+                else:
+                    geo.depth = depth_in_metres(image_view(depth, encodings=DEPTH_VIEWS),
+                                                depth.encoding)
+        except (ValueError, ImageError) as exc:
+            geo, fault = None, str(exc)
+        if fault is not None:
+            with self.cond:
+                cam.geometry_fault(fault)
+            self._warn('camera %s: %s' % (cam.topic, fault))
+        return geo
+
     def _emit(self, job: Job):
         cam, msg = job.cam, job.msg
         job.stages['queue'] = job.stages.get('queue', 0.0) + \
             (time.perf_counter() - job.queued) * 1e3
         stage = 'partial/' if job.result is None else ''
+        geo = self._geometry(job) if stage == '' else None
         job.published.extend(publish_outputs(self.pipeline, cam.pubs, stage, job.out,
-                                             msg.header, job.rgb, job.stages))
+                                             msg.header, job.rgb, job.stages, geo, self.keep))
         if job.result is None:          # a partial result: its frame's status comes later
             return
         published = job.published
@@ -311,7 +391,7 @@ class FrameWorker:
         over = bool(deadline) and latency > deadline
         with self.cond:
             cam.processed += 1
-            cam.monitor.processed(time.monotonic(), latency)
+            cam.monitor.processed(self.now(), latency)
             cam.over_deadline += over
             cam.over_deadline_at_one += over and result.iters == 1
         if over and result.iters == 1:
@@ -323,24 +403,35 @@ class FrameWorker:
             cam.session.solver, result, out, latency, over, job.deadline, job.batch,
             job.threads, published, job.stages))
 
+    @staticmethod
+    def _geometry_values(cam: Camera) -> dict:
+        """Return a camera's camera_info and depth entries; take its last fault (under lock)."""
+        values = {'camera_info_topic': cam.info_topic,
+                  'camera_info': 'received' if cam.infos else 'none yet',
+                  'depth_topic': cam.depth_topic or 'off', 'no_camera_info': cam.no_info,
+                  'no_depth': cam.no_depth, 'depth_rejected': cam.depth_rejected,
+                  'geometry_fault': '; '.join(cam.geometry_faults)}
+        cam.geometry_faults = []
+        return values
+
     def diagnostics(self, active: bool) -> DiagnosticArray:
         """Return one ``/diagnostics`` entry per camera (``active``: the node's state)."""
         arr = DiagnosticArray()
         arr.header.stamp = self.clock.now().to_msg()
-        now = time.monotonic()
+        now = self.now()
         with self.cond:
             cfg = dict(self.cfg)
             rows = [(cam, cam.monitor, cam.session.stats if cam.session is not None else None,
                      (cam.received, cam.processed, cam.skipped, cam.rejected),
-                     (cam.over_deadline, cam.over_deadline_at_one))
+                     (cam.over_deadline, cam.over_deadline_at_one), self._geometry_values(cam))
                     for cam in self.cams]
             threads = self.policy.summary()
             warnings = [cam.monitor.warnings(now, cfg['stale_after_s'])
                         if active and cam.monitor is not None else [] for cam in self.cams]
         memory = (torch.cuda.memory_allocated() / 2 ** 20
                   if self.device and self.device.startswith('cuda') else None)
-        for (cam, mon, stats, counts, over), warn in zip(rows, warnings):
+        for (cam, mon, stats, counts, over, geometry), warn in zip(rows, warnings):
             arr.status.append(camera_diagnostics(
                 cam.topic, self.device, mon, stats, counts, over, cfg, active, threads,
-                OMP_WAIT_POLICY, warn, now, memory))
+                OMP_WAIT_POLICY, warn, now, memory, geometry))
         return arr
