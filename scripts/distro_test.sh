@@ -15,7 +15,7 @@ WS="${STREAMDEQ_DISTRO_WS:-/tmp/streamdeq_distro_ws}"
 bash "$ROOT/../shared/ros2_distro/setup.sh" "$PREFIX"
 set +u; source "$PREFIX/env.sh"; set -u
 # what README "On a ROS 2 distro" has a user pip-install beyond torch: the onnxruntime backend
-python -m pip install -q --disable-pip-version-check 'onnx>=1.16' 'onnxruntime>=1.18'
+python -m pip install -q --disable-pip-version-check 'onnx>=1.16' 'onnxruntime>=1.18' 'rosbags>=0.10'
 rm -rf "$WS"; mkdir -p "$WS/src"; ln -s "$ROOT" "$WS/src/streamdeq_ros"
 cd "$WS"
 colcon build --packages-select streamdeq_ros
