@@ -10,28 +10,34 @@ left at '' passes nothing), so the file's values stand unless the command line n
 video source starts (``use_video_source:=auto``) only when neither the command line nor the
 params file names a camera (see :mod:`streamdeq_ros.ros.launch_params`).
 
+``rviz:=true`` also starts ``rviz2`` with ``config/streamdeq.rviz`` (fixed frame
+``rviz_fixed_frame``) when rviz2 is installed, and says so in one line when it is not.
+
 If the perception node exits (a crash, or a start-up refusal), the whole launch shuts down: a
 video source or camera feeding a dead node is worse than a stopped stack. The processes started
 here get the Fast DDS profile ``config/fastdds_large_images.xml`` (``dds_profile``; '' for
 Fast DDS's defaults), unless FASTDDS_DEFAULT_PROFILES_FILE is already set.
 """
 import os
+import shutil
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import get_package_share_directory, PackageNotFoundError
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable,
-                            Shutdown, UnsetEnvironmentVariable)
+from launch.actions import (DeclareLaunchArgument, LogInfo, OpaqueFunction,
+                            SetEnvironmentVariable, Shutdown, UnsetEnvironmentVariable)
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
-from streamdeq_ros.ros.launch_params import plan, VIDEO_TOPIC
+from streamdeq_ros.ros.launch_params import flag, plan, VIDEO_TOPIC
 
 #: launch arguments that set a node parameter when given ('' = leave the params file's value)
 NODE_ARGUMENTS = [
     ('cameras', "camera image topics, e.g. '[/front/image, /rear/image]' or "
                 "'/front/image,/rear/image'"),
     ('image_topic', 'one camera image topic (the one-camera form of cameras)'),
+    ('depth_topics', 'aligned depth image topic per camera, e.g. '
+                     "'[/camera/aligned_depth_to_color/image_raw]' ('' in the list: none)"),
     ('input_transport', 'raw or compressed'),
     ('iters', 'solver iterations per frame'),
     ('device', 'auto, cpu, cuda or cuda:N'),
@@ -58,7 +64,24 @@ def _nodes(context):
                             name='streamdeq_video_source', namespace=ns, output='screen',
                             remappings=[('image', VIDEO_TOPIC)],
                             parameters=[{'source': 'generated'}], arguments=log))
+    if flag('rviz', arg('rviz')):
+        actions.append(_rviz(arg('rviz_fixed_frame'), ns))
     return actions
+
+
+def _rviz(fixed_frame, ns):
+    """Return rviz2 with the package's view, or one line saying that rviz2 is not installed."""
+    try:
+        get_package_share_directory('rviz2')
+        found = True
+    except PackageNotFoundError:
+        found = shutil.which('rviz2') is not None
+    if not found:
+        return LogInfo(msg='rviz:=true: rviz2 is not installed (apt install '
+                           'ros-$ROS_DISTRO-rviz2); running without it')
+    view = os.path.join(get_package_share_directory('streamdeq_ros'), 'config', 'streamdeq.rviz')
+    return Node(package='rviz2', executable='rviz2', name='streamdeq_rviz', namespace=ns,
+                output='screen', arguments=['-d', view, '-f', fixed_frame])
 
 
 def generate_launch_description():
@@ -80,6 +103,11 @@ def generate_launch_description():
                               description='true, false or auto (= when neither the command '
                                           'line nor params_file names a camera)'),
         DeclareLaunchArgument('log_level', default_value='info', description='ROS log level'),
+        DeclareLaunchArgument('rviz', default_value='false',
+                              description='true: start rviz2 with config/streamdeq.rviz'),
+        DeclareLaunchArgument('rviz_fixed_frame', default_value='camera',
+                              description="RViz's fixed frame: the camera's frame_id (the video "
+                                          "source's is 'camera') or a frame TF connects it to"),
         DeclareLaunchArgument(
             'dds_profile',
             default_value=EnvironmentVariable(

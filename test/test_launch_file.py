@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from streamdeq_ros.ros.launch_params import (LaunchArgumentError, node_fqn, OVERRIDES,
+from streamdeq_ros.ros.launch_params import (flag, LaunchArgumentError, node_fqn, OVERRIDES,
                                              params_file_values, plan, VIDEO_TOPIC)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,16 +33,16 @@ def test_arguments_and_executables():
     args = [c.args[0].value for c in _calls(tree, 'DeclareLaunchArgument')
             if isinstance(c.args[0], ast.Constant)]
     assert sorted(args) == sorted(['namespace', 'params_file', 'use_video_source', 'log_level',
-                                   'dds_profile'])
+                                   'dds_profile', 'rviz', 'rviz_fixed_frame'])
     node_args = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                      and n.targets[0].id == 'NODE_ARGUMENTS')
     assert tuple(name for name, _ in node_args) == OVERRIDES
     execs = {kw.value.value for c in _calls(tree, 'Node') for kw in c.keywords
              if kw.arg == 'executable'}
-    assert execs == {'streamdeq_node', 'streamdeq_video_source'}
+    assert execs == {'streamdeq_node', 'streamdeq_video_source', 'rviz2'}
     with open(os.path.join(ROOT, 'setup.py')) as fh:
         setup = fh.read()
-    for e in execs:
+    for e in execs - {'rviz2'}:
         assert "'%s = streamdeq_ros." % e in setup
     assert any(isinstance(n, ast.FunctionDef) and n.name == 'generate_launch_description'
                for n in tree.body)
@@ -113,3 +113,30 @@ def test_bad_arguments_and_files_are_refused_in_one_sentence(tmp_path, given, te
         plan(given, path)
     with pytest.raises(LaunchArgumentError, match='does not exist'):
         plan({}, str(tmp_path / 'missing.yaml'))
+
+
+def test_depth_topics_and_rviz_arguments(tmp_path):
+    p = plan(dict(dict.fromkeys(OVERRIDES, ''), image_topic='/cam/color/image_raw',
+                  depth_topics='/cam/aligned_depth_to_color/image_raw'))
+    assert p.overrides['depth_topics'] == ['/cam/aligned_depth_to_color/image_raw']
+    two = plan(dict(dict.fromkeys(OVERRIDES, ''), cameras='/a,/b',
+                    depth_topics="['/a/depth', '']"))
+    assert two.overrides['depth_topics'] == ['/a/depth', '']
+    assert flag('rviz', 'True') is True and flag('rviz', 'false') is False
+    with pytest.raises(LaunchArgumentError, match="rviz must be 'true' or 'false', got 'yes'"):
+        flag('rviz', 'yes')
+
+
+def test_the_rviz_view_shows_the_node_s_topics():
+    import yaml
+    from streamdeq_ros.ros.outputs import OUTPUTS, REFINED
+    with open(os.path.join(ROOT, 'config', 'streamdeq.rviz')) as fh:
+        view = yaml.safe_load(fh)
+    displays = view['Visualization Manager']['Displays']
+    topics = {d['Topic']['Value'] for d in displays if 'Topic' in d}
+    published = {'/streamdeq/' + name for outs in OUTPUTS.values() for _, _, name in outs}
+    published |= {'/streamdeq/' + r[2] for r in REFINED}
+    assert topics and topics <= published
+    assert {'/streamdeq/markers', '/streamdeq/keypoints_3d', '/streamdeq/overlay'} <= topics
+    with open(os.path.join(ROOT, 'setup.py')) as fh:
+        assert "glob('config/*.rviz')" in fh.read()

@@ -135,3 +135,16 @@ def test_image_topic_and_a_bad_params_file_are_told_in_one_line(tmp_path):
                           timeout=120)
     assert both.returncode != 0
     assert 'give cameras or image_topic, not both' in both.stdout + both.stderr, both
+
+
+def test_rviz_true_without_rviz2_says_so_and_the_node_runs(tmp_path):
+    proc = _launch('cameras:=[/rv/image]', 'depth_topics:=[/rv/depth]', 'rviz:=true',
+                   'checkpoint:=multi_tiny_sur', 'device:=cpu')
+    node, status = _client()
+    try:
+        assert _frames(node, ['/rv/image'], False, status, lambda s: len(s) >= 1), _stop(proc)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        out = _stop(proc)
+    assert 'rviz:=true: rviz2 is not installed' in out, out
