@@ -176,7 +176,11 @@ class StreamDEQNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _cameras(self) -> List[Camera]:
-        """Return the cameras' records (ValueError when two would share a camera_info topic)."""
+        """Return the cameras' records; say so when two share a camera_info topic.
+
+        (Cameras in one namespace, /robot/cam0 and /robot/cam1, both have the sibling
+        /robot/camera_info: it is read for both, which suits only identical cameras.)
+        """
         topics = list(self.cfg['cameras'])
         per = {n: (list(self.cfg[n]) if list(self.cfg[n]) != [''] else [''] * len(topics))
                for n in P.PER_CAMERA}
@@ -185,9 +189,10 @@ class StreamDEQNode(LifecycleNode):
         seen = {}
         for cam in cams:
             if cam.info_topic in seen:
-                raise ValueError('cameras %s and %s would both read camera_info from %s; name '
-                                 'one per camera in camera_info_topics'
-                                 % (seen[cam.info_topic], cam.topic, cam.info_topic))
+                self.get_logger().warn(
+                    'cameras %s and %s both read camera_info from %s (the image_pipeline '
+                    'sibling of both); name one per camera in camera_info_topics unless they '
+                    'are identical' % (seen[cam.info_topic], cam.topic, cam.info_topic))
             seen[cam.info_topic] = cam.topic
         return cams
 
