@@ -149,3 +149,10 @@ def test_damaged_and_empty_bags_are_refused_in_one_sentence(tmp_path):
     assert proc.returncode == 2
     assert ('the bag %s has no image, compressed image or camera_info topic (it has: '
             '/chatter [std_msgs/msg/String])' % empty) in out
+
+
+def test_an_out_of_range_rate_is_refused_in_one_line(tmp_path):
+    proc = _source(write_bag(str(tmp_path / 'r'), frames=2), 'rate:=0.0')
+    out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 2 and 'Traceback' not in out
+    assert 'Parameter rate out of range' in out

@@ -21,7 +21,7 @@ import time
 import cv2
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
-from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -220,7 +220,8 @@ def main(args=None) -> int:
                   file=sys.stderr)
             return 2
         return 0
-    except (DatasetFormatError, ValueError, InvalidParameterTypeException) as exc:
+    except (DatasetFormatError, ValueError, InvalidParameterTypeException,
+            InvalidParameterValueException) as exc:
         print('streamdeq_video_source: %s' % exc, file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
