@@ -260,3 +260,10 @@ def test_classes_limit_what_is_published_and_unknown_names_are_refused(ros):
     out = b''.join(bad.communicate(timeout=120)).decode()
     assert bad.returncode == 1
     assert "cannot configure: classes: 'truck' is not a class of this model" in out
+
+
+def test_a_bad_topic_name_stops_configure_in_one_sentence():
+    bad = start_node(['/geot/cam'], {'depth_topics': "['1bad']"}, log=subprocess.PIPE)
+    out = b''.join(bad.communicate(timeout=120)).decode()
+    assert bad.returncode == 1 and 'Traceback' not in out
+    assert "cannot configure: topic name '1bad' is invalid" in out, out

@@ -14,8 +14,10 @@ from typing import List, Optional
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
+from rclpy.expand_topic_name import expand_topic_name
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.validate_full_topic_name import validate_full_topic_name
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
@@ -186,6 +188,10 @@ class StreamDEQNode(LifecycleNode):
                for n in P.PER_CAMERA}
         cams = [Camera(t, camera_prefix(t, len(topics)), info, depth) for t, info, depth
                 in zip(topics, per['camera_info_topics'], per['depth_topics'])]
+        for cam in cams:                # rcl's own check, said before anything subscribes
+            for topic in filter(None, (cam.topic, cam.info_topic, cam.depth_topic)):
+                validate_full_topic_name(expand_topic_name(topic, self.get_name(),
+                                                           self.get_namespace()))
         seen = {}
         for cam in cams:
             if cam.info_topic in seen:

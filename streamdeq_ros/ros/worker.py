@@ -362,8 +362,12 @@ class FrameWorker:
                              'registered to the colour image)'
                              % (cam.depth_topic, depth.width, depth.height, w, h))
                 else:
-                    geo.depth = depth_in_metres(image_view(depth, encodings=DEPTH_VIEWS),
-                                                depth.encoding)
+                    try:                # a malformed depth image costs only the 3D outputs
+                        geo.depth = depth_in_metres(image_view(depth, encodings=DEPTH_VIEWS),
+                                                    depth.encoding)
+                    except (ValueError, ImageError) as exc:
+                        cam.depth_rejected += 1
+                        fault = 'depth image on %s rejected: %s' % (cam.depth_topic, exc)
         except (ValueError, ImageError) as exc:
             geo, fault = None, str(exc)
         if fault is not None:
