@@ -19,6 +19,11 @@ def camera_prefix(topic: str, count: int) -> str:
     return topic.strip('/').replace('/', '_') + '/'
 
 
+def stamp_seconds(stamp) -> float:
+    """Return a ``builtin_interfaces/Time`` in seconds."""
+    return stamp.sec + 1e-9 * stamp.nanosec
+
+
 def info_topic(image_topic: str) -> str:
     """Return the image_pipeline camera_info topic of an image topic (its sibling)."""
     topic = image_topic.rstrip('/')

@@ -20,7 +20,7 @@ import torch
 from . import OMP_WAIT_POLICY
 from .image_conv import (compressed_to_rgb, DEPTH_VIEWS, image_to_rgb, image_view, ImageError,
                          read_image)
-from .intake import Camera, depth_for, info_for, Job, round_robin
+from .intake import Camera, depth_for, info_for, Job, round_robin, stamp_seconds
 from .outputs import (class_filter, DEPTH_USERS, FrameGeometry, heads_for, INFO_USERS,
                       MASK_USERS, publish_outputs, STAGES, wanted)
 from .status import camera_diagnostics, status_message
@@ -121,7 +121,7 @@ class FrameWorker:
     # -- frames ---------------------------------------------------------------------------------
     def on_info(self, cam: Camera, msg):
         """Keep ``msg`` as one of ``cam``'s recent camera_info messages."""
-        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        stamp = stamp_seconds(msg.header.stamp)
         with self.cond:
             cam.infos.append((stamp, msg))
 
@@ -139,7 +139,7 @@ class FrameWorker:
             self._warn('camera %s: depth image on %s rejected: %s'
                        % (cam.topic, cam.depth_topic, exc))
             return
-        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        stamp = stamp_seconds(msg.header.stamp)
         with self.cond:
             cam.depths.append((stamp, msg))
 
@@ -155,7 +155,7 @@ class FrameWorker:
             self._reject(cam, 'frame rejected: %s' % exc)
             return
         arrived = time.monotonic()
-        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        stamp = stamp_seconds(msg.header.stamp)
         clock = self.clock.now().nanoseconds * 1e-9
         with self.cond:
             cam.monitor.received(self.now(), stamp, clock)
@@ -336,7 +336,7 @@ class FrameWorker:
         want = wanted(cam.pubs, '')
         if not want & INFO_USERS:
             return None
-        stamp = header.stamp.sec + 1e-9 * header.stamp.nanosec
+        stamp = stamp_seconds(header.stamp)
         h, w = job.rgb.shape[:2]
         with self.cond:
             info = info_for(cam.infos, stamp)
