@@ -19,6 +19,8 @@ COMMANDS = (
     (None, 'train', 'train', 'train IL/UR/SUR models (segmentation, detection, pose)'),
     (None, 'train-peer', 'peers', 'train a torchvision peer (LR-ASPP, Faster R-CNN) to compare'),
     (None, 'eval', 'evaluate', "the paper's streaming evaluation (metric vs offset)"),
+    (None, 'eval-streaming', 'eval_streaming',
+     'accuracy with real latency: the newest published output at each frame'),
     (None, 'eval-cuts', 'eval_cuts', 'accuracy after a hard cut: warm, oracle reset, detector'),
     (None, 'export', 'export', 'the network as ONNX graphs (inject, f, heads)'),
     (None, 'import-official', 'import_official',

@@ -71,27 +71,36 @@ def new_scorers(net, tasks, class_names) -> Dict:
     return out
 
 
+def match_persons(boxes: torch.Tensor, keypoints: torch.Tensor, truth_boxes: torch.Tensor,
+                  joints: int) -> torch.Tensor:
+    """Keypoints (P, J, 3) for the P true persons of one image, from detected persons.
+
+    ``boxes`` (D, 4) are detected person boxes sorted by score and ``keypoints`` (D, J, 3)
+    their joints; they are matched greedily, by score, to the true boxes they overlap with
+    IoU >= :data:`POSE_DET_IOU`. A true person without a match gets NaN joints (all counted
+    as wrong).
+    """
+    pred = torch.full((len(truth_boxes), joints, 3), float('nan'))
+    if len(truth_boxes) and len(boxes):
+        iou = box_iou(boxes.cpu().float(), truth_boxes.cpu().float())
+        for i in range(len(boxes)):
+            j = int(iou[i].argmax())
+            if iou[i, j] >= POSE_DET_IOU:
+                pred[j] = keypoints[i].cpu()
+                iou[:, j] = -1.0
+    return pred
+
+
 def _match_persons(net, z, detections, truth_boxes, joints: int) -> List[torch.Tensor]:
     """Keypoints (P, J, 3) per image for the true persons, read in the detector's boxes.
 
-    Person detections (score >= :data:`POSE_DET_SCORE`) are matched greedily by score to the
-    true boxes they overlap with IoU >= :data:`POSE_DET_IOU`; a true person without a match
-    gets NaN joints (all counted as wrong).
+    Person detections (score >= :data:`POSE_DET_SCORE`) are matched to the true persons by
+    :func:`match_persons`.
     """
     found = [d['boxes'][net.persons(d, POSE_DET_SCORE)] for d in detections]
     kps = net.perceive(z, heads=['pose'], person_boxes=found).keypoints
-    out = []
-    for boxes, kp, truth in zip(found, kps, truth_boxes):
-        pred = torch.full((len(truth), joints, 3), float('nan'))
-        if len(truth) and len(boxes):
-            iou = box_iou(boxes.cpu(), truth)
-            for i in range(len(boxes)):                    # boxes come sorted by score
-                j = int(iou[i].argmax())
-                if iou[i, j] >= POSE_DET_IOU:
-                    pred[j] = kp[i].cpu()
-                    iou[:, j] = -1.0
-        out.append(pred)
-    return out
+    return [match_persons(boxes, kp, truth, joints)
+            for boxes, kp, truth in zip(found, kps, truth_boxes)]
 
 
 def score_state(net, z: List[torch.Tensor], batch: Sequence[LabelledClip], scorers: Dict):
