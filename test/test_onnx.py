@@ -2,7 +2,7 @@
 
 20 frames stream through the same pipeline code with both networks: states and logits agree to
 1e-4, masks are identical except at ties, boxes and keypoints agree; frames without persons
-work. The node runs with ``backend:=onnxruntime`` over DDS.
+work. The node runs its default ``backend`` (``auto``: onnxruntime on the CPU) over DDS.
 """
 import json
 import os
@@ -23,8 +23,11 @@ import torch
 from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.model.checkpoint import load_net
+from streamdeq_ros.model.network import StreamDEQNet
 from streamdeq_ros.models import bundled_checkpoint
 from streamdeq_ros.ros.image_conv import fill_image
+from streamdeq_ros.runtime import backends, ort_backend
+from streamdeq_ros.runtime.backends import choose_backend, open_net
 from streamdeq_ros.runtime.executables import executable
 from streamdeq_ros.runtime.onnx_export import export_onnx
 from streamdeq_ros.runtime.ort_backend import export_problem, ort_net, OrtNet
@@ -165,11 +168,46 @@ def test_the_first_export_prints_no_known_warnings(tmp_path):
     assert 'Warning' not in out.stderr and out.stderr.strip().count('\n') == 0, out.stderr
 
 
-def test_the_node_runs_the_onnxruntime_backend(tmp_path):
+def test_auto_is_onnxruntime_on_the_cpu_and_torch_on_cuda(monkeypatch):
+    assert choose_backend('auto', 'cpu') == ('onnxruntime', 'auto: onnxruntime on the CPU')
+    assert choose_backend('auto', 'cuda:0') == ('torch', 'auto: torch on CUDA')
+    assert choose_backend('torch', 'cpu') == ('torch', '')
+    assert choose_backend('onnxruntime', 'cuda') == ('onnxruntime', '')
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        choose_backend('tensorrt', 'cpu')
+    monkeypatch.setattr(backends, 'onnxruntime_installed', lambda: False)
+    assert choose_backend('auto', 'cpu') == ('torch',
+                                             'auto: torch, onnxruntime is not installed')
+    net, _, device, runtime = open_net(MODEL, 'auto', 'cpu')
+    assert isinstance(net, StreamDEQNet) and device == 'cpu'
+    assert runtime == 'torch; auto: torch, onnxruntime is not installed'
+
+
+def test_auto_runs_torch_when_the_export_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv('STREAMDEQ_CACHE', str(tmp_path))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('Unsupported: ONNX export of operator frobnicate')
+    monkeypatch.setattr(ort_backend, 'export_onnx', broken)
+    net, _, device, runtime = open_net(MODEL, 'auto', 'cpu')
+    assert isinstance(net, StreamDEQNet) and device == 'cpu'
+    assert runtime.startswith('torch; auto: torch, cannot export %s' % MODEL)
+    assert 'frobnicate' in runtime
+    with pytest.raises(ValueError, match='cannot export .*frobnicate'):
+        open_net(MODEL, 'onnxruntime', 'cpu')
+    monkeypatch.undo()
+    monkeypatch.setenv('STREAMDEQ_CACHE', str(tmp_path))
+    net, _, device, runtime = open_net(MODEL, 'auto', 'cpu')
+    assert isinstance(net, OrtNet) and device == 'cpu'
+    assert runtime == 'onnxruntime (CPUExecutionProvider); auto: onnxruntime on the CPU'
+
+
+def test_the_node_runs_the_onnxruntime_backend_by_default(tmp_path):
+    # no backend parameter: 'auto', which on this CPU is onnxruntime
     env = dict(os.environ, STREAMDEQ_CACHE=str(tmp_path))
     proc = subprocess.Popen(
         [executable('streamdeq_node'), '--ros-args', '-p', 'cameras:=[/onnx_test/cam]',
-         '-p', 'checkpoint:=%s' % MODEL, '-p', 'backend:=onnxruntime',
+         '-p', 'checkpoint:=%s' % MODEL,
          '-p', 'input_qos:=reliable'], env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     rclpy.init()
@@ -188,6 +226,9 @@ def test_the_node_runs_the_onnxruntime_backend(tmp_path):
             pub.publish(msg)
             assert spin_until(node, lambda: any(s['stamp'][0] == 10 + t for s in status), 60)
         assert status[-1]['iters'] == 2 and status[-1]['warm']
+        assert status[-1]['device'] == 'cpu'
+        assert status[-1]['backend'] == ('onnxruntime (CPUExecutionProvider); auto: '
+                                         'onnxruntime on the CPU')
         assert os.listdir(os.path.join(str(tmp_path), 'onnx'))      # exported at configure
     finally:
         node.destroy_node()

@@ -140,7 +140,8 @@ class StreamDEQNode(LifecycleNode):
             path = resolve_checkpoint(self.cfg['checkpoint'])
             size = self.cfg['input_size']
             size = None if size == P.MODEL_SIZE else tuple(size)
-            net, card, dev = open_net(path, self.cfg['backend'], dev, size, self.policy.threads)
+            net, card, dev, runtime = open_net(path, self.cfg['backend'], dev, size,
+                                               self.policy.threads)
             pipeline = FramePipeline(net, card, size, self.cfg['solver'] or None,
                                      budget_of(self.cfg))
             pipeline.self_test()        # weights that give NaN stop here, not at every frame
@@ -166,14 +167,14 @@ class StreamDEQNode(LifecycleNode):
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.frames = FrameWorker(pipeline, self.cams, self.cfg, self.policy, self.meter, dev,
                                   self.get_logger(), self.get_clock(), self.status_pub,
-                                  self.context.ok, self._monitor_clock())
+                                  self.context.ok, self._monitor_clock(), runtime)
         self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
         # every wall second, also under use_sim_time (a paused bag is still reported)
         self.diag_timer = self.create_timer(1.0, self._diagnostics,
                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
         h, w = self.pipeline.input_size
-        self.get_logger().info('configured: %s (%s) on %s, cameras %s; %s'
-                               % (path, ', '.join(tasks), dev, ', '.join(topics),
+        self.get_logger().info('configured: %s (%s) on %s, %s, cameras %s; %s'
+                               % (path, ', '.join(tasks), dev, runtime, ', '.join(topics),
                                   describe(card, (h, w))))
         return TransitionCallbackReturn.SUCCESS
 

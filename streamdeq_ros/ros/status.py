@@ -12,12 +12,17 @@ from std_msgs.msg import String
 
 def status_message(camera: str, header, device: str, transport: str, solver: str, result,
                    out, latency_ms: float, over: bool, deadline, batch: int, threads: int,
-                   published: List[str], stages: Mapping[str, float]) -> String:
-    """Return the ``~/status`` message of one refined frame (JSON; README topic table)."""
+                   published: List[str], stages: Mapping[str, float],
+                   runtime: str = 'torch') -> String:
+    """Return the ``~/status`` message of one refined frame (JSON; README topic table).
+
+    ``device``: where the state lives (torch's device); ``runtime``: the backend in words.
+    """
     deadline_ms, rule = deadline
     return String(data=json.dumps({
         'camera': camera, 'stamp': [header.stamp.sec, header.stamp.nanosec],
-        'frame_id': header.frame_id, 'device': device, 'input_transport': transport,
+        'frame_id': header.frame_id, 'device': device, 'backend': runtime,
+        'input_transport': transport,
         'iters': result.iters, 'solver': solver, 'final_residual': result.final_residual,
         'latency_ms': round(latency_ms, 3),
         'warm': result.warm, 'reset': result.reset, 'cut': out.cut, 'stage': 'refined',
@@ -42,7 +47,8 @@ def camera_diagnostics(topic: str, device: Optional[str], monitor, stats, counts
                        cfg: Mapping, active: bool, threads: Mapping, wait_policy: str,
                        warnings: List[str], now: float,
                        device_memory_mb: Optional[float] = None,
-                       geometry: Optional[Mapping] = None) -> DiagnosticStatus:
+                       geometry: Optional[Mapping] = None,
+                       runtime: str = 'torch') -> DiagnosticStatus:
     """Return one camera's ``/diagnostics`` entry.
 
     ``counts``: (received, processed, skipped, rejected); ``over``: (over the deadline, over
@@ -63,7 +69,8 @@ def camera_diagnostics(topic: str, device: Optional[str], monitor, stats, counts
         'nonfinite_resets': stats.nonfinite_resets if stats else 0,
         'cut_resets': stats.cut_resets if stats else 0,
         'over_deadline': over[0], 'over_deadline_at_one_iteration': over[1],
-        'iters': cfg['iters'], 'partial': partial_state(cfg), 'active': active}
+        'iters': cfg['iters'], 'partial': partial_state(cfg), 'active': active,
+        'backend': runtime}
     values.update({'threads' if k == 'threads' else 'threads_' + k: v
                    for k, v in threads.items()})
     values['omp_wait_policy'] = wait_policy

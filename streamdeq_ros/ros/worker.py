@@ -40,15 +40,17 @@ class FrameWorker:
 
     def __init__(self, pipeline, cams: List[Camera], cfg: Mapping, policy, meter, device: str,
                  logger, clock, status_pub, alive: Callable[[], bool],
-                 now: Callable[[], float] = time.monotonic):
+                 now: Callable[[], float] = time.monotonic, runtime: str = 'torch'):
         """Hold the configured pipeline and cameras; nothing runs before :meth:`start`.
 
         ``alive()``: whether the ROS context is still up (a frame that fails while it is going
-        down is not an error); ``now()``: the seconds the per-camera rates, silences and event
+        down is not an error); ``runtime``: the backend in words (``~/status``,
+        ``/diagnostics``); ``now()``: the seconds the per-camera rates, silences and event
         windows of ``/diagnostics`` are counted in (the ROS clock under ``use_sim_time``).
         """
         self.pipeline, self.cams, self.cfg = pipeline, cams, dict(cfg)
         self.policy, self.meter, self.device = policy, meter, device
+        self.runtime = runtime
         self.logger, self.clock, self.status_pub, self.alive = logger, clock, status_pub, alive
         self.now = now
         self.cond = threading.Condition()
@@ -405,7 +407,7 @@ class FrameWorker:
         self.status_pub.publish(status_message(
             cam.topic, msg.header, self.device, self.cfg['input_transport'],
             cam.session.solver, result, out, latency, over, job.deadline, job.batch,
-            job.threads, published, job.stages))
+            job.threads, published, job.stages, self.runtime))
 
     @staticmethod
     def _geometry_values(cam: Camera) -> dict:
@@ -437,5 +439,5 @@ class FrameWorker:
         for (cam, mon, stats, counts, over, geometry), warn in zip(rows, warnings):
             arr.status.append(camera_diagnostics(
                 cam.topic, self.device, mon, stats, counts, over, cfg, active, threads,
-                OMP_WAIT_POLICY, warn, now, memory, geometry))
+                OMP_WAIT_POLICY, warn, now, memory, geometry, self.runtime))
         return arr

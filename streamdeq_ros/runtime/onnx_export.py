@@ -104,6 +104,26 @@ class _Heads(nn.Module):
         return tuple(out)
 
 
+def export_graph(module: nn.Module, args: tuple, path: str, inputs: Sequence[str],
+                 outputs: Sequence[str], axes: Dict):
+    """Export ``module`` (eval mode) on example ``args`` to the ONNX file ``path``."""
+    with torch.no_grad(), warnings.catch_warnings():
+        for category, message in KNOWN_EXPORT_WARNINGS:
+            warnings.filterwarnings('ignore', message=message, category=category)
+        torch.onnx.export(module.eval(), args, path, input_names=list(inputs),
+                          output_names=list(outputs), dynamic_axes=axes,
+                          opset_version=OPSET, dynamo=False)
+
+
+def f_graph_plan(backbone, z: Sequence[torch.Tensor], u0: torch.Tensor):
+    """Return (module, args, inputs, outputs, axes) of the ``f`` graph of ``backbone``."""
+    zn = ['z%d' % i for i in range(len(z))]
+    spatial = {0: 'batch', 2: 'height', 3: 'width'}
+    return (_F(backbone, backbone.cfg.num_branches), tuple(z) + (u0,), zn + ['u'],
+            ['next_' + n for n in zn],
+            dict({n: spatial for n in zn + ['u']}, **{'next_' + n: spatial for n in zn}))
+
+
 def output_names(heads: Sequence[str]) -> List[str]:
     """Return the heads graphs' outputs for ``heads``, in their order."""
     names = ['seg_logits'] if 'segmentation' in heads else []
@@ -152,7 +172,6 @@ def export_onnx(checkpoint: str, out_dir: str, height: int = 0, width: int = 0,
     h = height or card['input']['height']
     w = width or card['input']['width']
     backbone = net.backbone
-    branches = backbone.cfg.num_branches
     x, z = _example(net, h, w)
     with torch.no_grad():
         u = backbone.inject(x)
@@ -162,9 +181,7 @@ def export_onnx(checkpoint: str, out_dir: str, height: int = 0, width: int = 0,
     heads = list(net.heads.keys())
     plans = {
         'inject': (_Inject(backbone), (x,), ['x'], ['u'], {'x': spatial, 'u': spatial}),
-        'f': (_F(backbone, branches), tuple(z) + (u[0],), zn + ['u'], ['next_' + n for n in zn],
-              dict({n: spatial for n in zn + ['u']},
-                   **{'next_' + n: spatial for n in zn})),
+        'f': f_graph_plan(backbone, z, u[0]),
     }
     heads_graphs = {}
     for name, names in HEADS_GRAPHS.items():
@@ -179,12 +196,7 @@ def export_onnx(checkpoint: str, out_dir: str, height: int = 0, width: int = 0,
             plans[name] = (_Heads(net, names), tuple(z), zn, outs,
                            dict({n: spatial for n in zn}, **{o: spatial for o in outs}))
     for name, (module, args, inputs, outputs, axes) in plans.items():
-        with torch.no_grad(), warnings.catch_warnings():
-            for category, message in KNOWN_EXPORT_WARNINGS:
-                warnings.filterwarnings('ignore', message=message, category=category)
-            torch.onnx.export(module.eval(), args, os.path.join(out_dir, name + '.onnx'),
-                              input_names=inputs, output_names=outputs, dynamic_axes=axes,
-                              opset_version=OPSET, dynamo=False)
+        export_graph(module, args, os.path.join(out_dir, name + '.onnx'), inputs, outputs, axes)
     graphs = {g: g + '.onnx' for g in plans}
     info = {'format': FORMAT, 'checkpoint_sha256': digest or file_sha256(checkpoint),
             'opset': OPSET, 'torch': torch.__version__, 'input_size': [h, w],

@@ -29,7 +29,8 @@ from ..model.network import Perception
 PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
 
 
-def _session(path: str, threads: int = 0):
+def ort_session(path: str, threads: int = 0):
+    """Return an onnxruntime session of the graph ``path`` (``threads``: 0 = its default)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     if threads:
@@ -108,7 +109,7 @@ class OrtNet:
         if threads == self.threads:
             return
         if threads not in self.sessions:
-            self.sessions[threads] = {g: _session(os.path.join(self.directory, path), threads)
+            self.sessions[threads] = {g: ort_session(os.path.join(self.directory, path), threads)
                                       for g, path in self.info['graphs'].items()}
         graphs = self.sessions[threads]
         self.backbone.inject_sess, self.backbone.f_sess = graphs['inject'], graphs['f']

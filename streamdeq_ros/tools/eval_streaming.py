@@ -52,6 +52,7 @@ from .metrics import (DetectionScore, METRIC_NAMES, POSE_DET_SCORE, PoseScore,
 from ..data import street
 from ..data.clips import derive_seed, DET_CLASSES, frame_targets
 from ..model.heads.segmentation import class_ids
+from ..runtime.backends import BACKENDS
 from ..runtime.budget import IterationBudget
 from ..runtime.frame_output import FrameOutput
 from ..runtime.pipeline import FramePipeline
@@ -402,10 +403,11 @@ def table_markdown(results: Dict) -> str:
                     float(np.median([x['latency_ms_p50'] for x in runs]))))
             lines.append('| %s | %s |' % (name, ' | '.join(cells)))
     speed = results['speed']
-    lines += ['', '%d held-out world clips of %g s, scored after %g s; %s; %d repeat(s) '
+    runtimes = sorted({r.get('runtime', 'torch') for r in results['models'].values()})
+    lines += ['', '%d held-out world clips of %g s, scored after %g s; %s (%s); %d repeat(s) '
               '(± half the range)%s.' % (
                   results['clips'], results['duration'], results['warmup'], results['device'],
-                  results['repeats'],
+                  ', '.join(runtimes), results['repeats'],
                   '' if speed == 1 else '; processing times divided by %g: EMULATED faster '
                   'computer' % speed)]
     return '\n'.join(lines).strip() + '\n'
@@ -492,8 +494,9 @@ def add_arguments(p):
                    help='divide the measured processing times by this (EMULATES a faster '
                         'computer; reports say so)')
     p.add_argument('--repeats', type=int, default=1, help='runs (the spread is reported)')
-    p.add_argument('--backend', choices=('torch', 'onnxruntime'), default='torch',
-                   help='runtime of the StreamDEQ models (as the node parameter)')
+    p.add_argument('--backend', choices=BACKENDS, default='auto',
+                   help='runtime of the StreamDEQ models (as the node parameter; auto: '
+                        'onnxruntime on the CPU when installed)')
     p.add_argument('--seed', type=int, default=0, help='data seed (held-out split)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     p.add_argument('--out', required=True, help='output directory')
@@ -524,8 +527,8 @@ def _check(args) -> Optional[str]:
     return None
 
 
-def _runners(args) -> List[Tuple[str, object, Tuple[int, int], int]]:
-    """Return (name, runner, input size, classes) of every model run."""
+def _runners(args) -> List[Tuple[str, object, Tuple[int, int], int, str]]:
+    """Return (name, runner, input size, classes, runtime in words) of every model run."""
     from ..model.checkpoint import CheckpointError
     from ..models import resolve_checkpoint
     from ..runtime.backends import open_net
@@ -534,8 +537,8 @@ def _runners(args) -> List[Tuple[str, object, Tuple[int, int], int]]:
     for spec in args.model:
         name, _, path = spec.partition('=')
         try:
-            net, card, _ = open_net(resolve_checkpoint(path), args.backend, 'cpu',
-                                    threads=args.threads)
+            net, card, _, runtime = open_net(resolve_checkpoint(path), args.backend, 'cpu',
+                                             threads=args.threads)
         except (CheckpointError, ValueError, ImportError) as exc:
             raise SystemExit('streamdeq eval-streaming: %s' % exc)
         size = (card['input']['height'], card['input']['width'])
@@ -545,14 +548,14 @@ def _runners(args) -> List[Tuple[str, object, Tuple[int, int], int]]:
             for p in parts:
                 runner = StreamDEQRunner(FramePipeline(net, card), m, p)
                 out.append(('%s M=%d%s' % (name, m, ' +partial@%d' % p if p else ''),
-                            runner, size, n_cls))
+                            runner, size, n_cls, runtime))
         n = args.single_frame_iters
         if n < 0:
             n = int(card.get('inference', {}).get('single_frame_iters', 20))
         if n:
             out.append(('%s N=%d single-frame' % (name, n),
                         StreamDEQRunner(FramePipeline(net, card), n, single_frame=True),
-                        size, n_cls))
+                        size, n_cls, runtime))
     for spec in args.peer:
         name, _, path = spec.partition('=')
         try:
@@ -561,7 +564,7 @@ def _runners(args) -> List[Tuple[str, object, Tuple[int, int], int]]:
             raise SystemExit('streamdeq eval-streaming: %s' % exc)
         out.append(('%s (single-frame)' % name, PeerRunner(peer),
                     (peer.card['input']['height'], peer.card['input']['width']),
-                    len(street.CLASSES)))
+                    len(street.CLASSES), 'torch'))
     return out
 
 
@@ -576,20 +579,21 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     runners = _runners(args)
     rates = sorted(set(args.rates))
-    device = 'cpu, %d torch threads, %s' % (torch.get_num_threads(), args.backend)
+    device = 'cpu, %d threads' % (args.threads or torch.get_num_threads())
     command = 'streamdeq eval-streaming ' + ' '.join(shlex.quote(a) for a in args.argv)
     results = {'command': command,
                'rates': rates, 'clips': args.clips, 'duration': args.duration,
                'warmup': args.warmup, 'speed': args.speed, 'repeats': args.repeats,
                'world_rate': WORLD_RATE, 'device': device, 'deadline': args.deadline,
-               'models': {name: {'input': list(size), 'runs': {str(r): [] for r in rates}}
-                          for name, _, size, _ in runners}}
+               'models': {name: {'input': list(size), 'runtime': runtime,
+                                 'runs': {str(r): [] for r in rates}}
+                          for name, _, size, _, runtime in runners}}
     cache: Dict = {}
     bar = tqdm(total=args.repeats * len(rates) * len(runners), desc='eval-streaming',
                unit='run')
     for _ in range(args.repeats):
         for rate in rates:
-            for name, runner, size, n_cls in runners:
+            for name, runner, size, n_cls, _ in runners:
                 if isinstance(runner, StreamDEQRunner) and not runner.single_frame:
                     runner.set_deadline(1e3 / rate * args.speed
                                         if args.deadline == 'period' else 0.0)

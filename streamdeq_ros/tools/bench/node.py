@@ -73,7 +73,9 @@ def _run_size(width, height, args, checkpoint):
 
     device = 'cuda' if torch.cuda.is_available() else 'cpu'     # what the node's 'auto' picks
     size = tuple(args.input_size) if args.input_size else None
-    net, card, device = open_net(checkpoint, args.backend, device, size)
+    net, card, device, runtime = open_net(checkpoint, args.backend, device, size)
+    if not runtime.startswith('torch'):
+        device = runtime
     pipeline = FramePipeline(net, card, input_size=size, solver=args.solver or None)
     session, tracker, cuts = pipeline.new_session('in-process'), IoUTracker(), CutDetector()
     # the heads the node reads for the subscribed topics (class mask only: segmentation)
@@ -178,7 +180,7 @@ def add_arguments(p):
     p.add_argument('--input-size', type=int, nargs=2, default=None, metavar=('H', 'W'),
                    help="the network's input size, in the node and in-process (default the "
                         "card's)")
-    p.add_argument('--backend', default='torch', choices=BACKENDS,
+    p.add_argument('--backend', default='auto', choices=BACKENDS,
                    help='the network runtime, in the node and in-process')
     p.add_argument('--frames', type=int, default=60, help='measured frames per run')
     p.add_argument('--warmup', type=int, default=10, help='frames before measuring')

@@ -12,7 +12,12 @@ Measured on a randomly initialised MDEQ backbone fed a slowly panning synthetic 
   (convolutions; norms and activations are not counted).
 - ``achieved_gflops_per_s`` next to ``conv3x3_gflops_per_s``: the second is a plain 3x3
   convolution of the size of f's largest layer (branch 0: C0 -> expansion * C0 channels at
-  branch-0 resolution) timed in the same run, the practical ceiling of this machine.
+  branch-0 resolution) timed in the same run, the practical ceiling of this machine;
+  ``of_conv3x3`` is their ratio (f's efficiency).
+- with ``--onnxruntime``, the same for f's exported ONNX graph under onnxruntime, same
+  threads, same state (``ort_ms_per_f_eval``, ``ort_achieved_gflops_per_s``, ``ort_of_conv3x3``)
+  and ``ort_max_abs_diff``, its largest difference to torch's f. The plain conv is timed once
+  more after it, and the faster of its two timings is the reference.
 """
 import json
 import multiprocessing
@@ -57,12 +62,13 @@ def _mean(values):
 @torch.inference_mode()
 def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_iters=60,
                  solver='unroll', speed=0.25, repeats=10, seed=0, threads=None,
-                 progress=True, checkpoint=None) -> dict:
+                 progress=True, checkpoint=None, onnxruntime=False) -> dict:
     """Run the solver benchmark and return its results as a dict.
 
     With ``checkpoint`` the trained backbone runs on a held-out generated street clip (its
     normalisation from the card); without, a randomly initialised ``config`` runs on a panning
-    synthetic image.
+    synthetic image. ``onnxruntime``: also time f's exported graph under onnxruntime with the
+    same threads on the same state (see :func:`ort_f_timing`).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -108,7 +114,13 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
     weight = torch.randn(e * c0, c0, 3, 3)
     ms_conv = median_ms(lambda: F.conv2d(xin, weight, padding=1), repeats)
     conv_gflops = 2.0 * c0 * e * c0 * 9 * h0 * w0 / 1e9
-    return {
+    ort = ort_f_timing(model, z, u, repeats, gflops, threads) if onnxruntime else {}
+    if ort:                                   # the plain conv again, after the ORT timing
+        ms_conv = min(ms_conv, median_ms(lambda: F.conv2d(xin, weight, padding=1), repeats))
+    conv_rate = conv_gflops / (ms_conv / 1e3)
+    for key in [k for k in ort if k.endswith('achieved_gflops_per_s')]:
+        ort[key.replace('achieved_gflops_per_s', 'of_conv3x3')] = ort[key] / conv_rate
+    return dict(ort, **{
         'config': config, 'solver': solver, 'input': [height, width], 'tol': tol,
         'max_iters': max_iters, 'frames': frames,
         'sequence': ('generated street clip' if checkpoint else
@@ -122,8 +134,33 @@ def bench_solver(config='tiny', height=128, width=256, frames=6, tol=1e-3, max_i
         'ms_per_f_eval': ms_f, 'gflops_per_f_eval': gflops,
         'achieved_gflops_per_s': gflops / (ms_f / 1e3),
         'conv3x3_shape': [c0, e * c0, int(h0), int(w0)],
-        'conv3x3_ms': ms_conv, 'conv3x3_gflops_per_s': conv_gflops / (ms_conv / 1e3),
-    }
+        'conv3x3_ms': ms_conv, 'conv3x3_gflops_per_s': conv_rate,
+        'of_conv3x3': gflops / (ms_f / 1e3) / conv_rate,
+    })
+
+
+def ort_f_timing(model, z, u, repeats: int, gflops: float, threads: Optional[int]) -> dict:
+    """Time one f under onnxruntime (its graph exported from ``model``) on the same z, u.
+
+    Returns ``ort_ms_per_f_eval``, ``ort_achieved_gflops_per_s`` (the FLOPs counted for the
+    torch f) and ``ort_max_abs_diff`` (largest difference to torch's f on the same input).
+    """
+    import tempfile
+    from ...runtime.onnx_export import export_graph, f_graph_plan
+    from ...runtime.ort_backend import ort_session
+    with tempfile.TemporaryDirectory(prefix='streamdeq-bench-f-') as tmp:
+        path = os.path.join(tmp, 'f.onnx')
+        module, args, inputs, outputs, axes = f_graph_plan(model, z, u[0])
+        export_graph(module, args, path, inputs, outputs, axes)
+        session = ort_session(path, threads or 0)
+    feeds = dict(zip(inputs, [t.contiguous().numpy() for t in args]))
+    ms = median_ms(lambda: session.run(None, feeds), repeats)
+    with parametrize.cached():
+        ref = model.f(z, u)
+    diff = max(float((torch.from_numpy(a) - r).abs().max())
+               for a, r in zip(session.run(None, feeds), ref))
+    return {'ort_ms_per_f_eval': ms, 'ort_achieved_gflops_per_s': gflops / (ms / 1e3),
+            'ort_max_abs_diff': diff, 'ort_threads': threads or 0}
 
 
 def _rss_bytes() -> int:
@@ -250,6 +287,9 @@ def add_arguments(parser):
     parser.add_argument('--cost-iters', type=int, default=4,
                         help='--cost: Broyden iterations of the timed solve')
     parser.add_argument('--device', default='cpu', help='--cost: cpu or cuda')
+    parser.add_argument('--onnxruntime', action='store_true',
+                        help="also time f's exported graph under onnxruntime (same threads, "
+                             'same state; outputs compared to torch)')
     parser.add_argument('--checkpoint', default=None,
                         help='a trained checkpoint: its backbone runs on a generated street clip '
                              '(--config and --speed are then ignored)')
@@ -323,10 +363,12 @@ def run(args) -> int:
     out = bench_solver(config=args.config, height=args.height, width=args.width,
                        frames=args.frames, tol=args.tol, max_iters=args.max_iters,
                        solver=args.solver, speed=args.speed, repeats=args.repeats,
-                       seed=args.seed, threads=args.threads, checkpoint=args.checkpoint)
+                       seed=args.seed, threads=args.threads, checkpoint=args.checkpoint,
+                       onnxruntime=args.onnxruntime)
     keys = ('cold_iters_to_tol', 'warm_iters_to_tol', 'cold_frames_reached',
             'warm_frames_reached', 'ms_per_f_eval', 'gflops_per_f_eval',
-            'achieved_gflops_per_s', 'conv3x3_gflops_per_s')
+            'achieved_gflops_per_s', 'conv3x3_gflops_per_s', 'of_conv3x3')
+    keys += tuple(k for k in out if k.startswith('ort_'))
     for k in keys:
         v = out[k]
         text = 'not reached (see per-frame residuals)' if v is None else '%.4g' % v
