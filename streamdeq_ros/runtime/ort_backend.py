@@ -29,15 +29,18 @@ from ..model.network import Perception
 PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
 
 
-def ort_session(path: str, threads: int = 0):
-    """Return an onnxruntime session of the graph ``path`` (``threads``: 0 = its default)."""
+def ort_session(path: str, threads: int = 0, spinning: bool = False):
+    """Return an onnxruntime session of the graph ``path`` (``threads``: 0 = its default).
+
+    ``spinning``: let idle threads spin (onnxruntime's own default); the node never does.
+    """
     import onnxruntime as ort
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
     # onnxruntime's threads spin between runs by default; beside torch's and the node's other
     # threads that made a frame 72 ms instead of 11 ms on 2 cores (multi_tiny_sur, 640x480)
-    opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    opts.add_session_config_entry('session.intra_op.allow_spinning', '1' if spinning else '0')
     available = ort.get_available_providers()
     return ort.InferenceSession(path, opts, providers=[p for p in PROVIDERS if p in available])
 

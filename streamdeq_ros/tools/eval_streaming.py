@@ -414,33 +414,36 @@ def table_markdown(results: Dict) -> str:
 
 
 def plot_rates(results: Dict, path: str, metric: str) -> bool:
-    """Plot streaming (solid) and instantaneous (dotted) ``metric`` against camera rate."""
+    """Plot streaming (solid) and instantaneous (dotted) ``metric`` against camera rate.
+
+    One colour per model; runs with partial outputs are drawn with square markers.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     rates = results['rates']
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    drawn = False
-    for i, (name, r) in enumerate(results['models'].items()):
-        if metric not in r['runs'][str(rates[0])][0]['stream']:
-            continue
-        colour = 'C%d' % (i % 10)
-        for kind, style in (('stream', '-o'), ('instant', ':')):
+    rows = [(name, r) for name, r in results['models'].items()
+            if metric in r['runs'][str(rates[0])][0]['stream']]
+    if not rows:
+        return False
+    colours = plt.get_cmap('tab20').colors
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    for i, (name, r) in enumerate(rows):
+        colour = colours[i % len(colours)]
+        marker = 's' if '+partial' in name else 'o'
+        for kind, style in (('stream', '-'), ('instant', ':')):
             ys = [100 * float(np.mean([x[kind][metric] for x in r['runs'][str(rate)]]))
                   for rate in rates]
-            ax.plot(rates, ys, style, color=colour, label=name if kind == 'stream' else None)
-        drawn = True
-    if not drawn:
-        plt.close(fig)
-        return False
+            ax.plot(rates, ys, style, marker=marker if kind == 'stream' else None,
+                    color=colour, label=name if kind == 'stream' else None)
     ax.set_xlabel('camera rate (Hz)')
-    ax.set_ylabel('streaming %s (dotted: instantaneous)' % METRIC_NAMES[metric])
+    ax.set_ylabel('%s: streaming (solid), instantaneous (dotted)' % METRIC_NAMES[metric])
     ax.set_xticks(rates)
     title = 'streaming %s, %s' % (METRIC_NAMES[metric], results['device'])
     if results['speed'] != 1:
         title += ' (EMULATED x%g)' % results['speed']
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc='best')
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

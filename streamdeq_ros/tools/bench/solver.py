@@ -16,8 +16,8 @@ Measured on a randomly initialised MDEQ backbone fed a slowly panning synthetic 
   ``of_conv3x3`` is their ratio (f's efficiency).
 - with ``--onnxruntime``, the same for f's exported ONNX graph under onnxruntime, same
   threads, same state (``ort_ms_per_f_eval``, ``ort_achieved_gflops_per_s``, ``ort_of_conv3x3``)
-  and ``ort_max_abs_diff``, its largest difference to torch's f. The plain conv is timed once
-  more after it, and the faster of its two timings is the reference.
+  and ``ort_max_abs_diff`` / ``ort_max_rel_diff``, its largest difference to torch's f. The
+  plain conv is timed once more after it, and the faster of its two timings is the reference.
 """
 import json
 import multiprocessing
@@ -143,7 +143,10 @@ def ort_f_timing(model, z, u, repeats: int, gflops: float, threads: Optional[int
     """Time one f under onnxruntime (its graph exported from ``model``) on the same z, u.
 
     Returns ``ort_ms_per_f_eval``, ``ort_achieved_gflops_per_s`` (the FLOPs counted for the
-    torch f) and ``ort_max_abs_diff`` (largest difference to torch's f on the same input).
+    torch f; the node's session: idle threads do not spin), the same with spinning threads
+    (``ort_spinning_*``: onnxruntime's own default, which the node does not use),
+    ``ort_max_abs_diff`` (largest difference to torch's f on the same input) and
+    ``ort_max_rel_diff`` (the same over each branch's largest magnitude, the worst branch).
     """
     import tempfile
     from ...runtime.onnx_export import export_graph, f_graph_plan
@@ -153,14 +156,20 @@ def ort_f_timing(model, z, u, repeats: int, gflops: float, threads: Optional[int
         module, args, inputs, outputs, axes = f_graph_plan(model, z, u[0])
         export_graph(module, args, path, inputs, outputs, axes)
         session = ort_session(path, threads or 0)
+        spinning = ort_session(path, threads or 0, spinning=True)
     feeds = dict(zip(inputs, [t.contiguous().numpy() for t in args]))
     ms = median_ms(lambda: session.run(None, feeds), repeats)
+    ms_spin = median_ms(lambda: spinning.run(None, feeds), repeats)
     with parametrize.cached():
         ref = model.f(z, u)
-    diff = max(float((torch.from_numpy(a) - r).abs().max())
-               for a, r in zip(session.run(None, feeds), ref))
+    got = [torch.from_numpy(a) for a in session.run(None, feeds)]
+    diff = max(float((a - r).abs().max()) for a, r in zip(got, ref))
+    rel = max(float((a - r).abs().max() / r.abs().max().clamp(min=1e-30))
+              for a, r in zip(got, ref))
     return {'ort_ms_per_f_eval': ms, 'ort_achieved_gflops_per_s': gflops / (ms / 1e3),
-            'ort_max_abs_diff': diff, 'ort_threads': threads or 0}
+            'ort_max_abs_diff': diff, 'ort_max_rel_diff': rel, 'ort_threads': threads or 0,
+            'ort_spinning_ms_per_f_eval': ms_spin,
+            'ort_spinning_achieved_gflops_per_s': gflops / (ms_spin / 1e3)}
 
 
 def _rss_bytes() -> int:

@@ -1,0 +1,21 @@
+#!/bin/bash
+# The measurements behind issue #23's README and docs numbers (2-core CPU, quiet machine).
+# Usage: bash scripts/measure_issue23.sh [solver|streaming]   (repository root, after setup)
+set -euo pipefail
+S=.venv/bin/streamdeq
+if [ "${1:-}" != "streaming" ]; then
+  $S bench solver --checkpoint multi_192_sur --height 192 --width 384 --threads 2 --repeats 50 \
+      --onnxruntime --json bench/f_efficiency_multi_192_sur.json
+  $S bench solver --config small --height 256 --width 512 --threads 2 --repeats 20 \
+      --onnxruntime --json bench/f_efficiency_small.json
+  [ "${1:-}" = "solver" ] && exit 0
+  for b in torch onnxruntime; do
+    $S bench node --checkpoint multi_192_sur --backend $b --sizes 640x480 --subscribe all \
+        --frames 60 --threads 2 --out bench/node_multi_192_sur_backend_$b.json
+  done
+fi
+if [ "${1:-}" = "streaming" ] || [ "${1:-}" = "" ]; then
+  $S eval-streaming --model MT-192=multi_192_sur --model MT-96=multi_tiny_sur \
+      --peer LR-ASPP=runs/peers/lraspp/model.pt --rates 10 15 30 --clips 8 --duration 3 \
+      --repeats 2 --threads 2 --out docs/results/streaming --readme README.md
+fi
