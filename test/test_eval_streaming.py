@@ -31,8 +31,8 @@ def moving():
 
 @pytest.fixture(scope='module')
 def static(moving):
-    """Return a clip whose scene never changes: its first frame (and labels), 20 times."""
-    return [[moving[0][0]] * 20]
+    """Return a clip whose scene never changes: its first frame (and labels), 60 times."""
+    return [[moving[0][0]] * 60]
 
 
 @pytest.fixture(scope='module')
@@ -88,6 +88,7 @@ def test_static_scene_streaming_equals_instantaneous(static, tiny):
     assert ref['stream'] == ref['instant']
     # the bundled model single-frame (N = 20 from zeros each frame), measured times
     runner = StreamDEQRunner(FramePipeline(net, card), 20, single_frame=True)
+    evaluate_runner(runner, [static[0][:3]], 10.0, 0.0, CLASSES)  # first calls: not measured
     r = evaluate_runner(runner, static, 10.0, 0.5, CLASSES)
     assert r['scored'] > 0
     for metric in ('miou', 'map50', 'pckh'):
@@ -157,11 +158,23 @@ def test_eval_streaming_command(tmp_path):
     (['--duration', '0.5', '--warmup', '1'], 'longer than --warmup'),
     (['--iters', '0'], '--iters must be >= 1'),
     (['--peer', 'nothing'], 'NAME=PATH'),
+    (['--rates', '60'], '60 Hz is above the 30 frames per second'),
+    (['--duration', 'inf'], '--duration must be finite'),
+    (['--duration', '0.3', '--warmup', '0.25', '--rates', '10'], 'leaves no frame after'),
+    (['--peer', 'MT=x.pt'], 'two models are named MT'),
+    (['--iters', '1', '1'], '--iters lists an M twice'),
+    (['--readme', 'MISSING'], '--readme .*MISSING cannot be read'),
+    (['--readme', 'PLAIN'], '--readme .*PLAIN has no <!-- streamdeq-streaming:start -->'),
+    (['--out', 'FILE/sub'], '--out .*FILE/sub cannot be made'),
 ])
 def test_bad_arguments_are_refused(argv, message, tmp_path):
-    with pytest.raises(SystemExit, match=message):
+    # refused before any model is loaded or any frame is measured
+    (tmp_path / 'PLAIN').write_text('no markers here\n')
+    (tmp_path / 'FILE').write_text('')
+    argv = [str(tmp_path / a) if a in ('MISSING', 'PLAIN', 'FILE/sub') else a for a in argv]
+    with pytest.raises(SystemExit, match='^streamdeq eval-streaming: .*' + message):
         cli.main(['eval-streaming', '--model', 'MT=multi_tiny_sur', '--out',
-                  str(tmp_path)] + argv)
+                  str(tmp_path / 'out')] + argv)
 
 
 def test_missing_checkpoint_is_one_sentence(tmp_path):

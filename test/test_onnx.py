@@ -22,7 +22,7 @@ import torch
 
 from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
-from streamdeq_ros.model.checkpoint import load_net
+from streamdeq_ros.model.checkpoint import CheckpointError, load_net
 from streamdeq_ros.model.network import StreamDEQNet
 from streamdeq_ros.models import bundled_checkpoint
 from streamdeq_ros.ros.image_conv import fill_image
@@ -196,6 +196,30 @@ def test_auto_runs_torch_when_the_export_fails(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match='cannot export .*frobnicate'):
         open_net(MODEL, 'onnxruntime', 'cpu')
     monkeypatch.undo()
+    monkeypatch.setenv('STREAMDEQ_CACHE', str(tmp_path))
+
+    def no_session(*args, **kwargs):
+        raise RuntimeError('[ONNXRuntimeError] : 10 : INVALID_GRAPH\nline two\nline three')
+    monkeypatch.setattr(ort_backend, 'ort_session', no_session)
+    net, _, _, runtime = open_net(MODEL, 'auto', 'cpu')     # a session that fails: torch too
+    assert isinstance(net, StreamDEQNet)
+    assert runtime == 'torch; auto: torch, [ONNXRuntimeError] : 10 : INVALID_GRAPH'
+    with pytest.raises(RuntimeError, match='INVALID_GRAPH'):
+        open_net(MODEL, 'onnxruntime', 'cpu')
+    monkeypatch.undo()
+    import builtins
+    real = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == 'onnxruntime':
+            raise ImportError('libonnxruntime.so: cannot open shared object file')
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, '__import__', broken)   # installed, but it does not import
+    net, _, _, runtime = open_net(MODEL, 'auto', 'cpu')
+    assert isinstance(net, StreamDEQNet) and 'cannot open shared object file' in runtime
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError):                   # a bad checkpoint stops either way
+        open_net(str(tmp_path / 'missing.pt'), 'auto', 'cpu')
     monkeypatch.setenv('STREAMDEQ_CACHE', str(tmp_path))
     net, _, device, runtime = open_net(MODEL, 'auto', 'cpu')
     assert isinstance(net, OrtNet) and device == 'cpu'

@@ -142,10 +142,10 @@ PARAMS: List[Param] = [
           num_range=(1, 100)),
     Param('checkpoint', '', "the model: '' = the bundled default, a bundled name, a file, a "
           'model folder or official:FILE[:small|large|xl] (docs/official_models.md)', True),
-    Param('backend', 'auto', "'auto' (onnxruntime on the CPU when it is installed, torch on "
-          "CUDA), 'torch' (eager PyTorch) or 'onnxruntime' (the graphs of `streamdeq export`, "
-          'exported once into ~/.cache/streamdeq_ros; CUDA provider when available)', True,
-          BACKENDS),
+    Param('backend', 'auto', "'auto' (onnxruntime on the CPU when it is installed and the "
+          "model exports, else torch with the reason; torch on CUDA), 'torch' (eager PyTorch) or "
+          "'onnxruntime' (the graphs of `streamdeq export`, exported once into "
+          '~/.cache/streamdeq_ros; its CUDA provider with a cuda device)', True, BACKENDS),
     Param('device', 'auto', "'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'", True,
           check=_device_ok, rule="'auto', 'cpu', 'cuda' or 'cuda:N'"),
     Param('input_size', MODEL_SIZE, 'network input [height, width], multiples of 32; '

@@ -7,13 +7,15 @@ states live on and the runtime in words.
 
 ``auto`` (the default) runs onnxruntime when the network runs on the CPU and onnxruntime is
 installed, torch on CUDA (docs/benchmarks.md, "Which backend": on this project's 2-core CPU
-onnxruntime's f runs at 2-3x eager torch's rate, and the export costs about 2 s on the first
-start only). When the export of a checkpoint fails, ``auto`` says why and runs torch.
+onnxruntime's f runs at about twice eager torch's rate, and the export costs about 2 s on the
+first start only). When onnxruntime cannot be used for a checkpoint (its import, the export or
+a session fails), ``auto`` runs torch and says why in one line; a checkpoint that cannot be
+read stops either way.
 """
 from importlib.util import find_spec
 from typing import Optional, Tuple
 
-from ..model.checkpoint import load_net
+from ..model.checkpoint import CheckpointError, load_net
 
 #: the values of the ``backend`` parameter
 BACKENDS = ('auto', 'torch', 'onnxruntime')
@@ -22,6 +24,12 @@ BACKENDS = ('auto', 'torch', 'onnxruntime')
 def onnxruntime_installed() -> bool:
     """Return whether onnxruntime and onnx (its exporter's dependency) can be imported."""
     return find_spec('onnxruntime') is not None and find_spec('onnx') is not None
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """Return the first line of ``exc``'s message, at most ``limit`` characters."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 def choose_backend(backend: str, device: str) -> Tuple[str, str]:
@@ -50,11 +58,13 @@ def open_net(checkpoint: str, backend: str = 'auto', device: str = 'cpu',
     if chosen == 'onnxruntime':
         from .ort_backend import ort_net
         try:
-            net, card = ort_net(checkpoint, input_size, threads)
-        except ValueError as exc:
-            if backend != 'auto' or not str(exc).startswith('cannot export'):
+            net, card = ort_net(checkpoint, input_size, threads, device)
+        except CheckpointError:
+            raise
+        except Exception as exc:    # noqa: B902 - under auto, whatever onnxruntime failed with
+            if backend != 'auto':
                 raise
-            why = 'auto: torch, %s' % exc
+            why = 'auto: torch, %s' % first_line(exc)
         else:
             words = 'onnxruntime (%s)' % ', '.join(net.providers)
             return net, card, 'cpu', words + ('; %s' % why if why else '')

@@ -29,10 +29,12 @@ from ..model.network import Perception
 PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
 
 
-def ort_session(path: str, threads: int = 0, spinning: bool = False):
+def ort_session(path: str, threads: int = 0, spinning: bool = False, device: str = 'cpu'):
     """Return an onnxruntime session of the graph ``path`` (``threads``: 0 = its default).
 
     ``spinning``: let idle threads spin (onnxruntime's own default); the node never does.
+    ``device``: 'cpu' runs the CPU provider only; 'cuda[:N]' the CUDA provider (device N)
+    when onnxruntime has it, else the CPU one (the runtime's words then say so).
     """
     import onnxruntime as ort
     opts = ort.SessionOptions()
@@ -41,8 +43,11 @@ def ort_session(path: str, threads: int = 0, spinning: bool = False):
     # onnxruntime's threads spin between runs by default; beside torch's and the node's other
     # threads that made a frame 72 ms instead of 11 ms on 2 cores (multi_tiny_sur, 640x480)
     opts.add_session_config_entry('session.intra_op.allow_spinning', '1' if spinning else '0')
-    available = ort.get_available_providers()
-    return ort.InferenceSession(path, opts, providers=[p for p in PROVIDERS if p in available])
+    providers: list = ['CPUExecutionProvider']
+    if device.startswith('cuda') and 'CUDAExecutionProvider' in ort.get_available_providers():
+        index = int(device.split(':')[1]) if ':' in device else 0
+        providers.insert(0, ('CUDAExecutionProvider', {'device_id': index}))
+    return ort.InferenceSession(path, opts, providers=providers)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -86,8 +91,11 @@ class OrtBackbone:
 class OrtNet:
     """A :class:`StreamDEQNet` stand-in whose computation is onnxruntime's (see module doc)."""
 
-    def __init__(self, net, directory: str, threads: int = 0):
-        """Use the graphs in ``directory`` for ``net`` (a loaded torch network: metadata)."""
+    def __init__(self, net, directory: str, threads: int = 0, device: str = 'cpu'):
+        """Use the graphs in ``directory`` for ``net`` (a loaded torch network: metadata).
+
+        ``device``: the providers' (see :func:`ort_session`); states stay torch CPU tensors.
+        """
         problem = export_problem(directory)
         if problem:
             raise ValueError('%s (export again with streamdeq export)' % problem)
@@ -96,6 +104,7 @@ class OrtNet:
         self.torch_net = net
         self.info = info
         self.directory = directory
+        self.device = device
         #: thread count -> that many threads' sessions of every graph (made when first used)
         self.sessions = {}
         self.threads = -1
@@ -112,7 +121,8 @@ class OrtNet:
         if threads == self.threads:
             return
         if threads not in self.sessions:
-            self.sessions[threads] = {g: ort_session(os.path.join(self.directory, path), threads)
+            self.sessions[threads] = {g: ort_session(os.path.join(self.directory, path), threads,
+                                                     device=self.device)
                                       for g, path in self.info['graphs'].items()}
         graphs = self.sessions[threads]
         self.backbone.inject_sess, self.backbone.f_sess = graphs['inject'], graphs['f']
@@ -221,18 +231,20 @@ def cache_dir() -> str:
     return os.path.join(cache_root(), 'onnx')
 
 
-def ort_net(checkpoint: str, input_size=None, threads: int = 0):
+def ort_net(checkpoint: str, input_size=None, threads: int = 0, device: str = 'cpu'):
     """Return (OrtNet, card) for ``checkpoint``, exporting its graphs once into the cache.
 
-    ``input_size`` (H, W; default the card's) is the size the detection graph is exported for.
-    A cached export that fails :func:`export_problem` is exported again. Raises ImportError
-    with what to install when onnxruntime is missing.
+    ``input_size`` (H, W; default the card's) is the size the detection graph is exported for;
+    ``device`` picks the providers (:func:`ort_session`). A cached export that fails
+    :func:`export_problem` is exported again. Raises ImportError with what to install when
+    onnxruntime is missing (and the import's own error when it is installed but broken).
     """
     try:
         import onnxruntime  # noqa: F401
-    except ImportError:
-        raise ImportError("backend 'onnxruntime' needs the onnxruntime and onnx packages "
-                          '(pip install onnxruntime onnx)') from None
+    except ImportError as exc:
+        raise ImportError("backend 'onnxruntime' cannot import onnxruntime (%s); it needs the "
+                          'onnxruntime and onnx packages (pip install onnxruntime onnx)'
+                          % exc) from None
     net, card = load_net(checkpoint)
     h, w = input_size or (card['input']['height'], card['input']['width'])
     digest = file_sha256(checkpoint)
@@ -255,4 +267,4 @@ def ort_net(checkpoint: str, input_size=None, threads: int = 0):
         if not os.path.exists(directory):
             os.replace(tmp, directory)
         shutil.rmtree(tmp, ignore_errors=True)
-    return OrtNet(net, directory, threads), card
+    return OrtNet(net, directory, threads, device), card

@@ -21,13 +21,15 @@ or before the clip's first output are not scored (their number is reported). The
 scores of the same run score each processed frame's refined output against its own frame.
 
 World and camera. The generator's world moves at ``WORLD_RATE`` frames per second of world
-time; a camera of rate r sees world frame round(k x 30 / r), so a 10 Hz camera sees three times
-the motion per frame of a 30 Hz one (as a real one does). Every model sees the same world clips
+time; a camera of rate r (at most 30 Hz) sees world frame floor(k x 30 / r), the one at or
+before its instant k / r, so a 10 Hz camera sees three times the motion per frame of a 30 Hz
+one (as a real one does). Every model sees the same world clips
 (the held-out split) at its own input size.
 
 Models: StreamDEQ checkpoints at M iterations per frame (warm-started; ``--partial-iters`` adds
 the partial output after that many iterations; the predictive deadline is the frame period,
-``--deadline``), the same checkpoint single-frame (N iterations from zeros every frame), and
+``--deadline``; counted from when the process takes the frame, as the node's), the same
+checkpoint single-frame (N iterations from zeros every frame, no deadline), and
 single-frame torchvision peers of ``streamdeq train-peer``. Runs are interleaved (repeat ->
 rate -> model) so a slow spell of a shared machine hits every model alike; ``--repeats`` gives
 the spread over runs.
@@ -227,8 +229,8 @@ def simulate(runner, frames: Sequence[CameraFrame], rate: float, speed: float = 
     """Play ``frames`` at ``rate`` Hz through ``runner`` with measured processing times.
 
     Times are emulated seconds from the clip's first frame: a frame's duration is its measured
-    wall time divided by ``speed``. The frame's deadline clock starts at its arrival (its wait
-    for the busy process counts, as in the node).
+    wall time divided by ``speed``. The frame's deadline clock starts when the process takes
+    it, as the node's ``deadline_ms`` does (its wait before is not counted).
     """
     if rate <= 0 or speed <= 0:
         raise ValueError('rate and speed must be positive, got %r and %r' % (rate, speed))
@@ -249,7 +251,7 @@ def simulate(runner, frames: Sequence[CameraFrame], rate: float, speed: float = 
             ms = at_ms if at_ms is not None else (clock() - t0) * 1e3 / speed
             parts.append(Published(_start + ms / 1e3, _k, True, answer))
 
-        answer, ms = runner.run(frames[k], t0 - (start - k / rate) * speed, on_partial)
+        answer, ms = runner.run(frames[k], t0, on_partial)
         if ms is None:
             ms = (clock() - t0) * 1e3 / speed
         done = start + ms / 1e3
@@ -320,8 +322,12 @@ def score_timeline(line: Timeline, frames: Sequence[CameraFrame], warmup_s: floa
 def camera_frames(seed: int, index: int, height: int, width: int, rate: float,
                   duration: float, cache: Dict) -> List[CameraFrame]:
     """Return the frames a ``rate`` Hz camera sees of held-out world clip ``index``."""
+    if not 0 < rate <= WORLD_RATE:
+        raise ValueError('camera rates above the world rate (%g Hz) would repeat world frames, '
+                         'got %g' % (WORLD_RATE, rate))
     count = int(round(duration * rate))
-    world = [int(round(k * WORLD_RATE / rate)) for k in range(count)]
+    # the world frame at or before the camera's instant k / rate
+    world = [int(math.floor(k * WORLD_RATE / rate + 1e-9)) for k in range(count)]
     key = (seed, index, height, width)
     if key not in cache:
         length = int(round(duration * WORLD_RATE)) + 1
@@ -388,20 +394,23 @@ def table_markdown(results: Dict) -> str:
                 if metric in r['runs'][str(rates[0])][0]['stream']]
         if not rows:
             continue
-        lines += ['', '**Streaming %s** (instantaneous in brackets; processed / camera frames; '
-                  'p50 latency)' % METRIC_NAMES[metric], '',
-                  '| model | ' + ' | '.join('%g Hz' % r for r in rates) + ' |',
-                  '|---|' + '---|' * len(rates)]
+        lines += ['', '**Streaming %s** (instantaneous in brackets; processed / camera frames, '
+                  'the range over repeats; p50 latency, frame arrival to refined output; each '
+                  'model scored at its input size)' % METRIC_NAMES[metric], '',
+                  '| model | input | ' + ' | '.join('%g Hz' % r for r in rates) + ' |',
+                  '|---|---|' + '---|' * len(rates)]
         for name, r in rows:
             cells = []
             for rate in rates:
                 runs = r['runs'][str(rate)]
-                cells.append('%s (%s); %d/%d; %.0f ms' % (
+                done = sorted({x['processed'] for x in runs})
+                span = str(done[0]) if len(done) == 1 else '%d–%d' % (done[0], done[-1])
+                cells.append('%s (%s); %s/%d; %.0f ms' % (
                     _spread([x['stream'][metric] for x in runs]),
-                    _spread([x['instant'][metric] for x in runs]),
-                    runs[0]['processed'], runs[0]['frames'],
+                    _spread([x['instant'][metric] for x in runs]), span, runs[0]['frames'],
                     float(np.median([x['latency_ms_p50'] for x in runs]))))
-            lines.append('| %s | %s |' % (name, ' | '.join(cells)))
+            lines.append('| %s | %s | %s |' % (name, '%d×%d' % tuple(r['input'][::-1]),
+                                               ' | '.join(cells)))
     speed = results['speed']
     runtimes = sorted({r.get('runtime', 'torch') for r in results['models'].values()})
     lines += ['', '%d held-out world clips of %g s, scored after %g s; %s (%s); %d repeat(s) '
@@ -521,12 +530,43 @@ def _check(args) -> Optional[str]:
         return '--speed must be positive'
     if args.repeats < 1 or args.clips < 1:
         return '--repeats and --clips must be >= 1'
-    if not args.duration > args.warmup >= 0:
-        return '--duration must be longer than --warmup (>= 0)'
+    if not (math.isfinite(args.duration) and args.duration > args.warmup >= 0):
+        return '--duration must be finite and longer than --warmup (>= 0)'
+    for rate in args.rates:
+        if rate > WORLD_RATE:
+            return ('--rates: %g Hz is above the %g frames per second of the generated world (its '
+                    'frames would repeat)' % (rate, WORLD_RATE))
+        count = int(round(args.duration * rate))
+        if count < 1 or (count - 1) / rate < args.warmup:
+            return ('--duration %g s at %g Hz leaves no frame after the --warmup of %g s'
+                    % (args.duration, rate, args.warmup))
+    names = ['%d' % m for m in args.iters]
+    if len(set(names)) != len(names):
+        return '--iters lists an M twice'
+    model_names = [s.partition('=')[0] for s in args.model + args.peer]
+    twice = sorted({n for n in model_names if model_names.count(n) > 1})
+    if twice:
+        return 'two models are named %s (each NAME labels its rows)' % ', '.join(twice)
     for spec in args.model + args.peer:
         name, _, path = spec.partition('=')
         if not name or not path:
             return '--model and --peer need NAME=PATH, got %r' % spec
+    if args.readme:
+        try:
+            with open(args.readme) as fh:
+                text = fh.read()
+        except OSError as exc:
+            return '--readme %s cannot be read: %s' % (args.readme, exc.strerror)
+        if not all(m in text for m in README_STREAMING):
+            return '--readme %s has no %s ... %s markers' % ((args.readme,) + README_STREAMING)
+        if not os.access(args.readme, os.W_OK):
+            return '--readme %s is not writable' % args.readme
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        return '--out %s cannot be made: %s' % (args.out, exc.strerror)
+    if not os.access(args.out, os.W_OK):
+        return '--out %s is not writable' % args.out
     return None
 
 
@@ -580,6 +620,9 @@ def run(args) -> int:
         raise SystemExit('streamdeq eval-streaming: %s' % problem)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.partial_iters and args.model and args.partial_iters >= max(args.iters):
+        print('note: no M of --iters is above --partial-iters %d: no runs with partial outputs'
+              % args.partial_iters)
     runners = _runners(args)
     rates = sorted(set(args.rates))
     device = 'cpu, %d threads' % (args.threads or torch.get_num_threads())
