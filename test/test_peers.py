@@ -84,3 +84,19 @@ def test_eval_puts_peers_beside_the_streamdeq_curve(trained, tmp_path):
     with pytest.raises(SystemExit, match='--peer needs NAME=PATH'):
         main(['eval', '--model', 'MT=' + bundled_checkpoint('multi_tiny_sur'), '--peer',
               'nothing', '--out', str(tmp_path / 'x')])
+
+
+def test_eval_streaming_scores_peers_as_single_frame_models(trained, tmp_path):
+    out = tmp_path / 'streaming'
+    assert main(['eval-streaming', '--peer', 'SEG=%s' % (trained / 'lraspp' / 'model.pt'),
+                 '--peer', 'DET=%s' % (trained / 'fasterrcnn' / 'model.pt'),
+                 '--rates', '10', '--clips', '1', '--duration', '1', '--warmup', '0.3',
+                 '--threads', '1', '--out', str(out)]) == 0
+    models = json.loads((out / 'results.json').read_text())['models']
+    seg, det = models['SEG (single-frame)'], models['DET (single-frame)']
+    assert seg['input'] == det['input'] == [96, 192] and seg['runtime'] == 'torch'
+    seg_run, det_run = seg['runs']['10.0'][0], det['runs']['10.0'][0]
+    assert set(seg_run['stream']) == {'miou'} and set(det_run['stream']) == {'map50'}
+    assert 0.0 <= seg_run['stream']['miou'] <= 1.0
+    assert seg_run['frames'] == det_run['frames'] == 10 and seg_run['scored'] > 0
+    assert '| SEG (single-frame) | 192×96 |' in (out / 'table.md').read_text()
