@@ -15,6 +15,11 @@ if [ "${1:-}" != "streaming" ]; then
   done
 fi
 if [ "${1:-}" = "streaming" ] || [ "${1:-}" = "" ]; then
+  if [ ! -f runs/peers/lraspp/model.pt ]; then
+    echo "runs/peers/lraspp/model.pt is missing: train the peer first (46 min here):" >&2
+    echo "  $S train-peer --peer lraspp --steps 6500 --lr 1e-3 --val-every 500 --threads 1 --seed 0 --out runs/peers/lraspp" >&2
+    exit 1
+  fi
   $S eval-streaming --model MT-192=multi_192_sur --model MT-96=multi_tiny_sur \
       --peer LR-ASPP=runs/peers/lraspp/model.pt --rates 10 15 30 --clips 8 --duration 3 \
       --repeats 2 --threads 2 --out docs/results/streaming --readme README.md
