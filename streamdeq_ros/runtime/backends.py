@@ -15,7 +15,7 @@ read stops either way.
 from importlib.util import find_spec
 from typing import Optional, Tuple
 
-from ..model.checkpoint import CheckpointError, load_net
+from ..model.checkpoint import CheckpointError, clause, load_net
 
 #: the values of the ``backend`` parameter
 BACKENDS = ('auto', 'torch', 'onnxruntime')
@@ -26,10 +26,10 @@ def onnxruntime_installed() -> bool:
     return find_spec('onnxruntime') is not None and find_spec('onnx') is not None
 
 
-def first_line(exc: BaseException, limit: int = 160) -> str:
-    """Return the first line of ``exc``'s message, at most ``limit`` characters."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return text if len(text) <= limit else text[:limit - 3] + '...'
+def _reason(exc: BaseException) -> str:
+    """Return the first line of ``exc``'s message as a short clause."""
+    lines = str(exc).strip().splitlines()
+    return clause(lines[0] if lines else type(exc).__name__, 160)
 
 
 def choose_backend(backend: str, device: str) -> Tuple[str, str]:
@@ -64,7 +64,7 @@ def open_net(checkpoint: str, backend: str = 'auto', device: str = 'cpu',
         except Exception as exc:    # noqa: B902 - under auto, whatever onnxruntime failed with
             if backend != 'auto':
                 raise
-            why = 'auto: torch, %s' % first_line(exc)
+            why = 'auto: torch, %s' % _reason(exc)
         else:
             words = 'onnxruntime (%s)' % ', '.join(net.providers)
             return net, card, 'cpu', words + ('; %s' % why if why else '')

@@ -26,8 +26,6 @@ from .onnx_export import export_onnx, FORMAT, graph_files, output_names
 from ..model.checkpoint import file_sha256, load_net
 from ..model.network import Perception
 
-PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
-
 
 def ort_session(path: str, threads: int = 0, spinning: bool = False, device: str = 'cpu'):
     """Return an onnxruntime session of the graph ``path`` (``threads``: 0 = its default).
