@@ -15,12 +15,21 @@ if [ "${1:-}" != "streaming" ]; then
   done
 fi
 if [ "${1:-}" = "streaming" ] || [ "${1:-}" = "" ]; then
-  if [ ! -f runs/peers/lraspp/model.pt ]; then
-    echo "runs/peers/lraspp/model.pt is missing: train the peer first (46 min here):" >&2
-    echo "  $S train-peer --peer lraspp --steps 6500 --lr 1e-3 --val-every 500 --threads 1 --seed 0 --out runs/peers/lraspp" >&2
-    exit 1
-  fi
+  need_peer() {  # weights path, minutes here, train-peer arguments
+    if [ ! -f "$1" ]; then
+      echo "$1 is missing: train the peer first ($2 min here, both can run at once):" >&2
+      echo "  $S train-peer $3" >&2
+      return 1
+    fi
+  }
+  ok=0
+  need_peer runs/peers/lraspp/model.pt 46 \
+      "--peer lraspp --steps 6500 --lr 1e-3 --val-every 500 --threads 1 --seed 0 --out runs/peers/lraspp" || ok=1
+  need_peer runs/peers/fasterrcnn/model.pt 65 \
+      "--peer fasterrcnn --steps 3000 --lr 1e-3 --val-every 250 --threads 1 --seed 0 --out runs/peers/fasterrcnn" || ok=1
+  [ $ok = 0 ] || exit 1
   $S eval-streaming --model MT-192=multi_192_sur --model MT-96=multi_tiny_sur \
-      --peer LR-ASPP=runs/peers/lraspp/model.pt --rates 10 15 30 --clips 8 --duration 3 \
+      --peer LR-ASPP=runs/peers/lraspp/model.pt --peer FRCNN=runs/peers/fasterrcnn/model.pt \
+      --rates 10 15 30 --clips 8 --duration 3 \
       --repeats 2 --threads 2 --out docs/results/streaming --readme README.md
 fi

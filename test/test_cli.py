@@ -131,6 +131,22 @@ def test_bench_solver_runs_a_checkpoint_on_a_street_clip(tmp_path):
     assert len(data['warm_final_residual_per_frame']) == 2
 
 
+def test_bench_solver_times_f_under_onnxruntime_in_every_spinning_mode(tmp_path):
+    path = tmp_path / 'out.json'
+    out = subprocess.run([BIN, 'bench', 'solver', '--config', 'tiny', '--height', '64',
+                          '--width', '64', '--frames', '2', '--max-iters', '3', '--repeats', '2',
+                          '--threads', '1', '--onnxruntime', '--json', str(path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(path.read_text())
+    for mode in ('ort', 'ort_spinning', 'ort_spin_in_run'):
+        assert data[mode + '_ms_per_f_eval'] > 0, mode
+        assert data[mode + '_of_conv3x3'] == pytest.approx(
+            data[mode + '_achieved_gflops_per_s'] / data['conv3x3_gflops_per_s'])
+        assert mode + '_of_conv3x3' in out.stdout
+    assert data['ort_max_abs_diff'] < 1e-4 and data['ort_threads'] == 1
+
+
 def test_bench_dds_and_the_shipped_fast_dds_profile(tmp_path):
     # 640x480 rgb8 (0.9 MB) is larger than Fast DDS's default shared-memory segment: without
     # the profile best effort loses most frames (bench/dds.json); with it, SHM carries them

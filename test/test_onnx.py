@@ -23,14 +23,15 @@ import torch
 from node_harness import spin_until
 from streamdeq_ros.data.street import StreetClip
 from streamdeq_ros.model.checkpoint import CheckpointError, load_net
+from streamdeq_ros.model.mdeq import get_config, MDEQBackbone
 from streamdeq_ros.model.network import StreamDEQNet
 from streamdeq_ros.models import bundled_checkpoint
 from streamdeq_ros.ros.image_conv import fill_image
 from streamdeq_ros.runtime import backends, ort_backend
 from streamdeq_ros.runtime.backends import choose_backend, open_net
 from streamdeq_ros.runtime.executables import executable
-from streamdeq_ros.runtime.onnx_export import export_onnx
-from streamdeq_ros.runtime.ort_backend import export_problem, ort_net, OrtNet
+from streamdeq_ros.runtime.onnx_export import export_graph, export_onnx, f_graph_plan
+from streamdeq_ros.runtime.ort_backend import export_problem, ort_net, ort_session, OrtNet
 from streamdeq_ros.runtime.pipeline import FramePipeline
 from streamdeq_ros.runtime.tracking import IoUTracker
 
@@ -260,3 +261,23 @@ def test_the_node_runs_the_onnxruntime_backend_by_default(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and 'onnxruntime (CPUExecutionProvider)' in err
+
+
+def test_onnxruntime_sessions_wait_as_asked_and_refuse_other_modes(tmp_path):
+    model = MDEQBackbone(get_config('tiny')).eval()
+    with torch.inference_mode():
+        u = model.inject(torch.zeros(1, 3, 32, 32))
+        z = model.zeros(u)
+    path = str(tmp_path / 'f.onnx')
+    module, args, inputs, outputs, axes = f_graph_plan(model, z, u[0])
+    export_graph(module, args, path, inputs, outputs, axes)
+    for mode, allow, stop in (('off', '0', False), ('on', '1', False), ('in-run', '1', True)):
+        opts = ort_session(path, 1, spinning=mode).get_session_options()
+        assert opts.get_session_config_entry('session.intra_op.allow_spinning') == allow, mode
+        if stop:
+            assert opts.get_session_config_entry('session.force_spinning_stop') == '1'
+        else:                                    # onnxruntime's default: spinning goes on
+            with pytest.raises(RuntimeError, match='force_spinning_stop'):
+                opts.get_session_config_entry('session.force_spinning_stop')
+    with pytest.raises(ValueError, match="spinning must be one of off, on, in-run, not 'yes'"):
+        ort_session(path, 1, spinning='yes')

@@ -27,20 +27,32 @@ from ..model.checkpoint import file_sha256, load_net
 from ..model.network import Perception
 
 
-def ort_session(path: str, threads: int = 0, spinning: bool = False, device: str = 'cpu'):
+#: how a session's idle intra-op threads wait (:func:`ort_session`)
+SPINNING = ('off', 'on', 'in-run')
+
+
+def ort_session(path: str, threads: int = 0, spinning: str = 'off', device: str = 'cpu'):
     """Return an onnxruntime session of the graph ``path`` (``threads``: 0 = its default).
 
-    ``spinning``: let idle threads spin (onnxruntime's own default); the node never does.
+    ``spinning``: how idle threads wait. 'off' (the node's): they sleep. 'on' (onnxruntime's
+    own default): they spin, between runs too. 'in-run': they spin during a run and stop at
+    its end (``session.force_spinning_stop``). Only the benchmarks use the last two.
     ``device``: 'cpu' runs the CPU provider only; 'cuda[:N]' the CUDA provider (device N)
     when onnxruntime has it, else the CPU one (the runtime's words then say so).
     """
     import onnxruntime as ort
+    if spinning not in SPINNING:
+        raise ValueError('spinning must be one of %s, not %r' % (', '.join(SPINNING), spinning))
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
     # onnxruntime's threads spin between runs by default; beside torch's and the node's other
-    # threads that made a frame 72 ms instead of 11 ms on 2 cores (multi_tiny_sur, 640x480)
-    opts.add_session_config_entry('session.intra_op.allow_spinning', '1' if spinning else '0')
+    # threads that made a frame 72 ms instead of 11 ms on 2 cores (multi_tiny_sur, 640x480),
+    # and spinning within runs only still made the default model's frame slower (benchmarks.md)
+    opts.add_session_config_entry('session.intra_op.allow_spinning',
+                                  '0' if spinning == 'off' else '1')
+    if spinning == 'in-run':
+        opts.add_session_config_entry('session.force_spinning_stop', '1')
     providers: list = ['CPUExecutionProvider']
     if device.startswith('cuda') and 'CUDAExecutionProvider' in ort.get_available_providers():
         index = int(device.split(':')[1]) if ':' in device else 0

@@ -144,7 +144,8 @@ def ort_f_timing(model, z, u, repeats: int, gflops: float, threads: Optional[int
 
     Returns ``ort_ms_per_f_eval``, ``ort_achieved_gflops_per_s`` (the FLOPs counted for the
     torch f; the node's session: idle threads do not spin), the same with spinning threads
-    (``ort_spinning_*``: onnxruntime's own default, which the node does not use),
+    (``ort_spinning_*``: onnxruntime's own default, which the node does not use) and with
+    threads that spin only within a run (``ort_spin_in_run_*``),
     ``ort_max_abs_diff`` (largest difference to torch's f on the same input) and
     ``ort_max_rel_diff`` (the same over each branch's largest magnitude, the worst branch).
     """
@@ -156,10 +157,12 @@ def ort_f_timing(model, z, u, repeats: int, gflops: float, threads: Optional[int
         module, args, inputs, outputs, axes = f_graph_plan(model, z, u[0])
         export_graph(module, args, path, inputs, outputs, axes)
         session = ort_session(path, threads or 0)
-        spinning = ort_session(path, threads or 0, spinning=True)
+        spinning = ort_session(path, threads or 0, spinning='on')
+        in_run = ort_session(path, threads or 0, spinning='in-run')
     feeds = dict(zip(inputs, [t.contiguous().numpy() for t in args]))
     ms = median_ms(lambda: session.run(None, feeds), repeats)
     ms_spin = median_ms(lambda: spinning.run(None, feeds), repeats)
+    ms_in_run = median_ms(lambda: in_run.run(None, feeds), repeats)
     with parametrize.cached():
         ref = model.f(z, u)
     got = [torch.from_numpy(a) for a in session.run(None, feeds)]
@@ -169,7 +172,9 @@ def ort_f_timing(model, z, u, repeats: int, gflops: float, threads: Optional[int
     return {'ort_ms_per_f_eval': ms, 'ort_achieved_gflops_per_s': gflops / (ms / 1e3),
             'ort_max_abs_diff': diff, 'ort_max_rel_diff': rel, 'ort_threads': threads or 0,
             'ort_spinning_ms_per_f_eval': ms_spin,
-            'ort_spinning_achieved_gflops_per_s': gflops / (ms_spin / 1e3)}
+            'ort_spinning_achieved_gflops_per_s': gflops / (ms_spin / 1e3),
+            'ort_spin_in_run_ms_per_f_eval': ms_in_run,
+            'ort_spin_in_run_achieved_gflops_per_s': gflops / (ms_in_run / 1e3)}
 
 
 def _rss_bytes() -> int:
