@@ -1,4 +1,4 @@
-"""Whole frames of the default model under onnxruntime with each way of waiting, beside 0-2 busy processes.
+"""Whole frames of the default model under onnxruntime, each way of waiting, beside busy processes.
 
 For each load (0, 1, 2 outside ``while True: pass`` processes) and each ``spinning`` mode of
 ``runtime.ort_backend.ort_session`` ('off', the node's; 'on', onnxruntime's default; 'in-run',
