@@ -8,6 +8,7 @@ if [ "${1:-}" != "streaming" ]; then
       --onnxruntime --json bench/f_efficiency_multi_192_sur.json
   $S bench solver --config small --height 256 --width 512 --threads 2 --repeats 20 \
       --onnxruntime --json bench/f_efficiency_small.json
+  .venv/bin/python scripts/ort_spinning_under_load.py --rounds 2 --frames 30
   [ "${1:-}" = "solver" ] && exit 0
   for b in torch onnxruntime; do
     $S bench node --checkpoint multi_192_sur --backend $b --sizes 640x480 --subscribe all \
